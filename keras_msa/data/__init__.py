@@ -1,0 +1,1 @@
+"""Data: batch contract, synthetic benchmark, readers, TFRecord I/O."""

@@ -1,0 +1,1 @@
+"""Export to SavedModels that TensorFlow Serving loads."""

@@ -1,0 +1,1 @@
+"""Losses of the papers keras_msa implements; one class per file."""

@@ -1,0 +1,1 @@
+"""Metrics exactly as the papers compute them (METRICS.md)."""

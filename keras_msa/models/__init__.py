@@ -1,0 +1,8 @@
+"""keras_msa models: `keras_msa.models.<Name>(...)`, one folder per model."""
+
+from keras_msa.models.base import MSAModel
+from keras_msa.models.base import available_models
+from keras_msa.models.base import get_model_class
+from keras_msa.models.base import register_model
+from keras_msa.models.eflstm import EFLSTM
+from keras_msa.models.lfdnn import LFDNN

@@ -1,0 +1,158 @@
+"""The base class every keras_msa model derives from.
+
+A model takes the batch dict of DATA.md (`text`, `text_mask`, `audio`, ...)
+and returns a dict of named outputs, always including `"sentiment"`. Its whole
+training objective lives in `compute_loss`, so that `Model.fit` and the custom
+distributed loop of `keras_msa.training` optimise exactly the same thing.
+"""
+
+import copy
+
+import keras
+from keras import ops
+
+MODALITIES = ("text", "audio", "vision")
+
+_MODEL_REGISTRY = {}
+
+
+def register_model(name):
+    """Class decorator: makes a model reachable as `--model=<name>` in recipes."""
+
+    def decorator(cls):
+        _MODEL_REGISTRY[name.lower()] = cls
+        cls.registry_name = name.lower()
+        return cls
+
+    return decorator
+
+
+def get_model_class(name):
+    """Returns the model class registered under `name` (case-insensitive)."""
+    key = name.lower()
+    if key not in _MODEL_REGISTRY:
+        raise ValueError(
+            f"Unknown model '{name}'. Available models: "
+            f"{', '.join(sorted(_MODEL_REGISTRY))}."
+        )
+    return _MODEL_REGISTRY[key]
+
+
+def available_models():
+    return sorted(_MODEL_REGISTRY)
+
+
+def get_modality(inputs, name, required=True):
+    """Returns `(features, mask)` for modality `name` from a batch dict.
+
+    A missing `<name>_mask` means every step is real. A missing feature key
+    raises a `KeyError` that names the key and lists what the batch holds.
+    """
+    if name not in inputs:
+        if not required:
+            return None, None
+        raise KeyError(
+            f"The batch has no '{name}' features (expected a float tensor "
+            f"[batch, time, dim]); it holds: {sorted(inputs)}."
+        )
+    x = inputs[name]
+    mask = inputs.get(f"{name}_mask")
+    if mask is None:
+        mask = ops.ones(ops.shape(x)[:2], dtype="bool")
+    else:
+        mask = ops.cast(mask, "bool")
+    return x, mask
+
+
+def regression_loss(kind, y_true, y_pred):
+    """Per-batch mean of the task loss `kind` ("mse" | "mae" | "huber")."""
+    y_true = ops.cast(ops.reshape(y_true, (-1,)), "float32")
+    y_pred = ops.cast(ops.reshape(y_pred, (-1,)), "float32")
+    diff = y_pred - y_true
+    if kind == "mse":
+        return ops.mean(ops.square(diff))
+    if kind == "mae":
+        return ops.mean(ops.abs(diff))
+    if kind == "huber":
+        a = ops.abs(diff)
+        return ops.mean(ops.where(a <= 1.0, 0.5 * ops.square(diff), a - 0.5))
+    raise ValueError(f"Unknown task loss '{kind}': use 'mse', 'mae' or 'huber'.")
+
+
+class MSAModel(keras.Model):
+    """Base class: batch dict in, dict of named outputs out.
+
+    Subclasses implement `call(inputs, training=False)` returning at least
+    `{"sentiment": [B, 1] float32}` and, when their paper has auxiliary
+    objectives, override `auxiliary_losses`. They list their constructor
+    arguments in `get_config` and their paper presets in `presets`.
+
+    Args:
+        task_loss: loss on the `"sentiment"` output: `"mse"` (default), `"mae"`
+            or `"huber"`.
+        **kwargs: passed to `keras.Model` (e.g. `name`, `dtype`).
+    """
+
+    #: Paper presets: name -> dict of constructor overrides.
+    presets = {}
+    registry_name = None
+
+    def __init__(self, task_loss="mse", **kwargs):
+        super().__init__(**kwargs)
+        self.task_loss = task_loss
+        # The epoch counter lets losses follow schedules (ramp-ups, decaying
+        # weights) inside a compiled train step; `keras_msa.training` sets it.
+        self.epoch = keras.Variable(
+            0.0, trainable=False, dtype="float32", name="epoch"
+        )
+        self.loss_components = {}
+
+    @classmethod
+    def from_preset(cls, preset, **overrides):
+        """Builds the model with a paper preset (e.g. `"mosi"`) plus overrides."""
+        if preset not in cls.presets:
+            raise ValueError(
+                f"{cls.__name__} has no preset '{preset}'. "
+                f"Available: {sorted(cls.presets)}."
+            )
+        config = copy.deepcopy(cls.presets[preset])
+        config.update(overrides)
+        return cls(**config)
+
+    def set_epoch(self, epoch):
+        self.epoch.assign(float(epoch))
+
+    def auxiliary_losses(self, x, y, y_pred, training=True):
+        """Named scalar losses added to the task loss (none by default)."""
+        return {}
+
+    def primary_loss(self, x, y, y_pred):
+        """The task loss on the main output."""
+        return regression_loss(self.task_loss, y["sentiment"], y_pred["sentiment"])
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        if not isinstance(y, dict):
+            y = {"sentiment": y}
+        total = self.primary_loss(x, y, y_pred)
+        components = {"task": total}
+        for name, value in self.auxiliary_losses(x, y, y_pred, training).items():
+            value = ops.cast(value, "float32")
+            components[name] = value
+            total = total + value
+        if self.losses:
+            reg = ops.cast(ops.sum(ops.stack(self.losses)), "float32")
+            components["regularization"] = reg
+            total = total + reg
+        self.loss_components = components
+        return total
+
+    def training_callbacks(self, validation_data=None):
+        """Extra callbacks the model's recipe needs (e.g. key-modality choice)."""
+        return []
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"task_loss": self.task_loss})
+        return config

@@ -1,0 +1,1 @@
+"""Training helpers shared by recipes: callbacks, loops, distribution."""
