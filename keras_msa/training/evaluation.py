@@ -1,0 +1,67 @@
+"""Prediction over a dataset and the paper metrics of its task."""
+
+import numpy as np
+
+TASKS = ("sentiment", "phq8", "emotions", "humor")
+
+
+def infer_task(target_keys):
+    """The task of a dataset from its target keys: `phq8` (AVEC 2019),
+    `emotions` (IEMOCAP), `humor` (UR-FUNNY) or `sentiment` (MOSI/MOSEI/SIMS)."""
+    for task in ("phq8", "emotions", "humor"):
+        if task in target_keys:
+            return task
+    if "sentiment" in target_keys:
+        return "sentiment"
+    raise ValueError(
+        f"No known target among {sorted(target_keys)}; expected one of {TASKS}."
+    )
+
+
+def monitor_for(task):
+    """`(log key, mode)` that early stopping follows for `task`."""
+    if task == "emotions":
+        return "val_acc_mean", "max"
+    if task == "humor":
+        return "val_acc", "max"
+    return "val_mae", "min"
+
+
+def predict_dataset(model, dataset):
+    """Runs `model` over `(inputs, targets)` batches; returns numpy
+    `(predictions, targets)` dicts concatenated over the dataset."""
+    preds, targets = {}, {}
+    for batch in dataset:
+        inputs, y = batch[0], batch[1]
+        out = model(inputs, training=False)
+        for k, v in out.items():
+            preds.setdefault(k, []).append(np.asarray(v, dtype=np.float32))
+        for k, v in y.items():
+            targets.setdefault(k, []).append(np.asarray(v))
+    return (
+        {k: np.concatenate(v) for k, v in preds.items()},
+        {k: np.concatenate(v) for k, v in targets.items()},
+    )
+
+
+def task_metrics(predictions, targets, scale="mosi"):
+    """All metrics of the task the targets imply (METRICS.md), as floats."""
+    from keras_msa import metrics as M
+
+    task = infer_task(targets)
+    if task == "phq8":
+        return M.avec_metrics(predictions["phq8"].reshape(-1), targets["phq8"].reshape(-1))
+    if task == "emotions":
+        return M.iemocap_metrics(predictions["emotions"], targets["emotions"])
+    if task == "humor":
+        return M.humor_metrics(predictions["humor"].reshape(-1), targets["humor"].reshape(-1))
+    p = predictions["sentiment"].reshape(-1)
+    t = targets["sentiment"].reshape(-1)
+    out = dict(M.regression_metrics(p, t, scale=scale))
+    out.update(M.ordinal_metrics(p, t, scale=scale))
+    return {k: float(v) for k, v in out.items()}
+
+
+def evaluate_model(model, dataset, scale="mosi"):
+    preds, targets = predict_dataset(model, dataset)
+    return task_metrics(preds, targets, scale)
