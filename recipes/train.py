@@ -3,9 +3,32 @@
     python recipes/train.py --model=lfdnn --data=synthetic --output_dir=runs/lfdnn
 
 `--data` is `synthetic` (the built-in benchmark with a known Bayes floor) or a
-directory written by `recipes/convert.py`. Writes `<output_dir>/model.keras`
-and `<output_dir>/metrics.json` (`{"valid": {...}, "test": {...}, ...}`) and
-prints the test metrics beside the Bayes floor (synthetic data).
+directory written by `recipes/convert.py`. Writes `<output_dir>/model.keras`,
+`<output_dir>/metrics.json` (`{"valid": {...}, "test": {...}, ...}`) and
+`<output_dir>/history.csv` (one row per epoch; draw it with
+`recipes/plot_history.py`), and prints the test metrics beside the Bayes floor
+(synthetic data).
+
+Scale and reproducibility:
+
+    # Mixed precision (float16 gets dynamic loss scaling).
+    python recipes/train.py --model=mulg --mixed_precision=mixed_bfloat16
+    # All GPUs of a machine (or all logical CPUs when there is no GPU).
+    python recipes/train.py --model=mulg --strategy=mirrored
+    # Several machines: the same command on each, with its own TF_CONFIG
+    # (see keras_msa/training/distributed.py); worker 0 writes the results.
+    TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
+                "task": {"type": "worker", "index": 0}}' \
+        python recipes/train.py --model=mulg --strategy=multi_worker
+    # Resumable: checkpoint every 50 steps; after a crash or SIGKILL, run the
+    # same command again and it continues from the last checkpoint.
+    python recipes/train.py --model=mulg --checkpoint_every_steps=50 --output_dir=runs/mulg
+    # Five seeds: per-seed runs in <output_dir>/seed_<s>/ plus
+    # seeds_summary.json / seeds_summary.md (mean, std, 95% t interval).
+    python recipes/train.py --model=lfdnn --seeds=1111,1112,1113,1114,1115
+
+The same `--seed` gives the same metrics twice on the same hardware (op
+determinism is on unless `--nodeterministic`).
 """
 
 import json
@@ -37,6 +60,24 @@ flags.DEFINE_bool("synthetic_unimodal_labels", False, "Add CH-SIMS-style unimoda
 flags.DEFINE_bool("synthetic_aligned", True, "Aligned (one T) or unaligned synthetic modalities.")
 flags.DEFINE_bool("jit_compile", False, "Compile train steps with XLA.")
 flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (2 = one line per epoch).")
+flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
+                  "Keras dtype policy of the model (float16 adds dynamic loss scaling).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy; multi_worker reads the cluster from TF_CONFIG.")
+flags.DEFINE_enum("loop", "auto", ["auto", "fit", "custom"],
+                  "Training loop: auto = fit on the default strategy, the custom loop under mirrored/multi_worker "
+                  "and for checkpointed runs.")
+flags.DEFINE_integer("checkpoint_every_steps", 0,
+                     "Checkpoint every N steps (and at each epoch end) to <output_dir>/checkpoints; "
+                     "rerunning the same command resumes. 0 = no checkpoints.")
+flags.DEFINE_integer("keep_checkpoints", 2, "How many of the newest checkpoints to keep.")
+flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (same seed, same metrics).")
+flags.DEFINE_list("seeds", None, "Several training seeds, e.g. 1111,1112,1113,1114,1115: one run each "
+                  "plus mean/std/95% CI in <output_dir>/seeds_summary.{json,md}.")
+flags.DEFINE_string("synthetic_options", None, "JSON dict of extra make_synthetic_benchmark arguments, "
+                    "e.g. '{\"seq_len\": 12, \"min_len\": 12, \"text_dim\": 16}'.")
+flags.DEFINE_integer("logical_cpu_devices", 0, "Split the CPU into N logical devices (to try "
+                     "--strategy=mirrored without GPUs). 0 = leave it.")
 
 
 def config_from_flags():
@@ -47,6 +88,10 @@ def config_from_flags():
     except json.JSONDecodeError as e:
         raise app.UsageError(f"--model_config is not valid JSON: {e}")
     sizes = json.loads(FLAGS.synthetic_sizes) if FLAGS.synthetic_sizes else None
+    try:
+        synthetic_options = json.loads(FLAGS.synthetic_options) if FLAGS.synthetic_options else None
+    except json.JSONDecodeError as e:
+        raise app.UsageError(f"--synthetic_options is not valid JSON: {e}")
     return TrainConfig(
         model=FLAGS.model,
         preset=FLAGS.preset,
@@ -67,6 +112,13 @@ def config_from_flags():
         synthetic_aligned=FLAGS.synthetic_aligned,
         jit_compile=FLAGS.jit_compile,
         verbose=FLAGS.verbose,
+        mixed_precision=FLAGS.mixed_precision,
+        strategy=FLAGS.strategy,
+        loop=FLAGS.loop,
+        checkpoint_every_steps=FLAGS.checkpoint_every_steps,
+        keep_checkpoints=FLAGS.keep_checkpoints,
+        deterministic=FLAGS.deterministic,
+        synthetic_options=synthetic_options,
     )
 
 
@@ -90,12 +142,31 @@ def format_summary(results):
 
 def main(argv):
     del argv
+    if FLAGS.logical_cpu_devices:
+        # Before anything initialises TensorFlow's devices.
+        from keras_msa.training.distributed import configure_logical_cpus
+
+        configure_logical_cpus(FLAGS.logical_cpu_devices)
     from keras_msa.training.runner import train
+    from keras_msa.training.runner import train_seeds
 
     config = config_from_flags()
+    if FLAGS.seeds:
+        try:
+            seeds = [int(s) for s in FLAGS.seeds]
+        except ValueError:
+            raise app.UsageError(f"--seeds must be integers separated by commas; got {FLAGS.seeds}.")
+        summary, runs = train_seeds(config, seeds)
+        for results in runs:
+            print(format_summary(results))
+        print()
+        with open(os.path.join(config.output_dir, "seeds_summary.md")) as f:
+            print(f.read())
+        print(f"Wrote {os.path.join(config.output_dir, 'seeds_summary.json')} and seeds_summary.md")
+        return
     results, _ = train(config)
     print(format_summary(results))
-    print(f"\nWrote {os.path.join(config.output_dir, 'model.keras')} and metrics.json")
+    print(f"\nWrote {os.path.join(results['output_dir'], 'model.keras')}, metrics.json and history.csv")
 
 
 if __name__ == "__main__":

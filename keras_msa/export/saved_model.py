@@ -3,7 +3,8 @@
 The exported `serving_default` signature takes the batch keys of DATA.md as
 named inputs (`text`, `text_mask`, `audio`, ...) with a free batch dimension
 and, for sequence features, a free time dimension, and returns every output of
-the model (always `sentiment`).
+the model (always `sentiment`). A 1-D string input (raw sentences, for models
+that tokenize in the graph) becomes a `tf.string [batch]` input.
 """
 
 import os
@@ -14,7 +15,19 @@ import numpy as np
 import tensorflow as tf
 
 
+def is_string_array(value):
+    """True for a string tensor or a numpy array of str / bytes / objects."""
+    if tf.is_tensor(value):
+        return value.dtype == tf.string
+    return np.asarray(value).dtype.kind in ("U", "S", "O")
+
+
 def _spec_for(name, value, free_time=True):
+    if is_string_array(value):
+        if len(np.shape(value)) != 1:
+            raise ValueError(f"String input '{name}' must be a 1-D array of sentences [batch]; "
+                             f"got shape {np.shape(value)}.")
+        return tf.TensorSpec(shape=[None], dtype=tf.string, name=name)
     value = np.asarray(value) if not tf.is_tensor(value) else value
     dtype = tf.as_dtype(value.dtype)
     shape = [None] + list(value.shape[1:])
@@ -81,6 +94,10 @@ def export_saved_model(model, export_dir, example_batch, free_time=True, overwri
 
 def load_serving_fn(export_dir):
     """Loads `serving_default`; call it with keyword tensors, get a dict back."""
+    # A model that tokenizes raw text holds tensorflow-text ops, which must be
+    # registered before the graph loads; importing it is cheap and harmless.
+    import tensorflow_text  # noqa: F401
+
     loaded = tf.saved_model.load(export_dir)
     fn = loaded.signatures["serving_default"]
     # Keep the loaded object alive as long as the function is used.
@@ -97,5 +114,8 @@ def serve_numpy(serving_fn, batch):
                 f"The SavedModel expects input '{name}' ({spec.dtype.name} "
                 f"{spec.shape}); the batch holds {sorted(batch)}."
             )
-        kwargs[name] = tf.convert_to_tensor(batch[name], dtype=spec.dtype)
+        value = batch[name]
+        if spec.dtype == tf.string:
+            value = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(value)]
+        kwargs[name] = tf.convert_to_tensor(value, dtype=spec.dtype)
     return {k: v.numpy() for k, v in serving_fn(**kwargs).items()}

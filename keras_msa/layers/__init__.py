@@ -1,3 +1,16 @@
 """Reusable layers. One layer per file, named after its class in snake_case."""
 
+from keras_msa.layers.gated_residual_adapter import GatedResidualAdapter
 from keras_msa.layers.masked_mean_pooling import MaskedMeanPooling
+from keras_msa.layers.se_channel_attention import SEChannelAttention
+from keras_msa.layers.multi_scale_feature_extractor import MultiScaleFeatureExtractor
+from keras_msa.layers.key_modality_fusion import KeyModalityFusion
+from keras_msa.layers.directed_cross_modal_gru import DirectedCrossModalGRU
+from keras_msa.layers.hard_negative_miner import HardNegativeMiner
+from keras_msa.layers.replacement_gate import ReplacementGate
+from keras_msa.layers.cross_modal_encoder import CrossModalEncoder
+from keras_msa.layers.text_backbone import TextBackbone
+from keras_msa.layers.masked_multi_head_attention import MaskedMultiHeadAttention
+from keras_msa.layers.cross_shaped_attention import CrossShapedAttention
+from keras_msa.layers.cross_shaped_dynamic_scale_attention import CrossShapedDynamicScaleAttention
+from keras_msa.layers.discrepancy_block import DiscrepancyBlock

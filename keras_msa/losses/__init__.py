@@ -1,1 +1,10 @@
 """Losses of the papers keras_msa implements; one class per file."""
+from keras_msa.losses.info_nce import InfoNCE
+from keras_msa.losses.info_nce import info_nce
+from keras_msa.losses.cosine_ramp_up import cosine_ramp_up
+from keras_msa.losses.error_interval_ordinal_inconsistency import ErrorIntervalOrdinalInconsistency
+from keras_msa.losses.error_interval_ordinal_inconsistency import error_interval_ordinal_inconsistency
+from keras_msa.losses.monotonic_pairwise_ranking import MonotonicPairwiseRanking
+from keras_msa.losses.monotonic_pairwise_ranking import monotonic_pairwise_ranking
+from keras_msa.losses.concordance_correlation_loss import ConcordanceCorrelationLoss
+from keras_msa.losses.concordance_correlation_loss import concordance_correlation_loss

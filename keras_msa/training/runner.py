@@ -1,6 +1,14 @@
 """One training run, shared by `recipes/train.py` and the tests: data, model,
-`fit` with the model's own objective, early stopping on validation, test
-metrics, and the files a run leaves (`model.keras`, `metrics.json`)."""
+`fit` (or the custom loop) with the model's own objective, early stopping on
+validation, test metrics, and the files a run leaves (`model.keras`,
+`metrics.json`, `history.csv`, `checkpoints/`).
+
+A run is reproducible (`keras.utils.set_random_seed` plus TensorFlow op
+determinism), can use mixed precision (`mixed_precision`), any
+`tf.distribute` strategy (`strategy`), and, with `checkpoint_every_steps`,
+resumes where it was killed when the same command runs again. `train_seeds`
+runs several seeds and writes their mean, spread and confidence intervals.
+"""
 
 import dataclasses
 import json
@@ -42,6 +50,18 @@ class TrainConfig:
     synthetic_aligned: bool = True
     jit_compile: bool = False
     verbose: int = 2
+    # Added for issue 9 (scale and reproducibility).
+    mixed_precision: str = "float32"
+    strategy: str = "default"
+    loop: str = "auto"
+    checkpoint_every_steps: int = 0
+    keep_checkpoints: int = 2
+    deterministic: bool = True
+    synthetic_options: dict = None
+
+
+# Config fields that may change between a run and its resumption.
+_RESUME_FREE_FIELDS = ("epochs", "verbose", "output_dir", "checkpoint_every_steps", "keep_checkpoints")
 
 
 def _atomic_write_text(path, text):
@@ -71,12 +91,14 @@ def save_model_atomic(model, path):
         raise
 
 
-def load_data(config, splits=("train", "valid", "test")):
+def load_data(config, splits=("train", "valid", "test"), shuffle_train=True):
     """Returns `({split: tf.data.Dataset}, info)` for `config.data`.
 
     `config.data` is `"synthetic"` (the built-in benchmark) or a directory
     written by `recipes/convert.py` (TFRecord shards + schema.json). `info`
     holds the metric scale and, for synthetic data, the Bayes floors.
+    `shuffle_train=False` leaves the training split in file order (the custom
+    loop shuffles each epoch itself, from the seed and the epoch number).
     """
     if config.data == "synthetic":
         from keras_msa.data.synthetic import make_synthetic_benchmark
@@ -86,9 +108,12 @@ def load_data(config, splits=("train", "valid", "test")):
             splits=config.synthetic_sizes,
             unimodal_labels=config.synthetic_unimodal_labels,
             aligned=config.synthetic_aligned,
+            **dict(config.synthetic_options or {}),
         )
         datasets = {
-            s: bench[s].to_tf_dataset(config.batch_size, shuffle=(s == "train"), seed=config.seed)
+            s: bench[s].to_tf_dataset(
+                config.batch_size, shuffle=(s == "train" and shuffle_train), seed=config.seed
+            )
             for s in splits
             if s in bench
         }
@@ -117,7 +142,8 @@ def load_data(config, splits=("train", "valid", "test")):
     for s in splits:
         if s in available:
             datasets[s] = load_split(
-                config.data, s, batch_size=config.batch_size, shuffle=(s == "train"), seed=config.seed
+                config.data, s, batch_size=config.batch_size, shuffle=(s == "train" and shuffle_train),
+                seed=config.seed,
             )
     info = {"dataset": schema.get("dataset"), "scale": scale, "sizes": dict(available)}
     return datasets, info
@@ -142,40 +168,141 @@ def make_optimizer(config):
     return keras.optimizers.Adam(**kwargs)
 
 
+def _use_custom_loop(config):
+    if config.loop not in ("auto", "fit", "custom"):
+        raise ValueError(f"Unknown loop '{config.loop}'; expected 'auto', 'fit' or 'custom'.")
+    if config.loop == "fit":
+        if config.strategy == "multi_worker":
+            raise ValueError(
+                "Keras 3's fit does not run under MultiWorkerMirroredStrategy "
+                "(keras-team/keras#20585): use --loop=custom (or auto) with --strategy=multi_worker."
+            )
+        if config.strategy == "mirrored":
+            raise ValueError(
+                "Keras 3.15's fit under MirroredStrategy averages the first data batch over "
+                "replicas to build the model, which fails on the boolean masks of a keras_msa "
+                "batch: use --loop=custom (or auto) with --strategy=mirrored."
+            )
+        if config.checkpoint_every_steps:
+            raise ValueError("Resumable checkpoints need the custom loop: use --loop=custom (or auto).")
+        return False
+    if config.loop == "custom":
+        return True
+    return config.strategy != "default" or bool(config.checkpoint_every_steps)
+
+
+def _fingerprint(config):
+    """What a checkpoint must agree on to be resumed by `config`."""
+    d = dataclasses.asdict(config)
+    for k in _RESUME_FREE_FIELDS:
+        d.pop(k, None)
+    return json.loads(json.dumps(d, default=str, sort_keys=True))
+
+
 def train(config, datasets=None, info=None):
-    """Trains, evaluates and saves one run; returns the metrics dict written
-    to `<output_dir>/metrics.json`."""
-    keras.utils.set_random_seed(config.seed)
-    if datasets is None:
-        datasets, info = load_data(config)
-    if "train" not in datasets:
-        raise ValueError(f"{config.data} has no 'train' split.")
+    """Trains, evaluates and saves one run; returns `(metrics dict, model)`,
+    the dict also written to `<output_dir>/metrics.json`.
+
+    The precision policy is set for the run only (models are built under it)
+    and restored afterwards.
+    """
+    from keras_msa.training.precision import check_policy
+    from keras_msa.training.precision import determinism
+    from keras_msa.training.precision import precision_policy
+
+    check_policy(config.mixed_precision or "float32")
+    with precision_policy(config.mixed_precision or "float32"), determinism(config.seed, config.deterministic):
+        return _train(config, datasets, info)
+
+
+def _train(config, datasets, info):
+    import tensorflow as tf
+
     from keras_msa.data.validation import assert_finite_dataset
     from keras_msa.data.validation import validate_batch
+    from keras_msa.training.checkpointing import CheckpointDirectory
+    from keras_msa.training.distributed import CustomLoop
+    from keras_msa.training.distributed import epoch_seed
+    from keras_msa.training.distributed import make_strategy
+    from keras_msa.training.distributed import steps_for
+    from keras_msa.training.distributed import worker_info
+    from keras_msa.training.history import HistoryCSV
+    from keras_msa.training.precision import maybe_loss_scale
+
+    use_custom = _use_custom_loop(config)
+    strategy = make_strategy(config.strategy)
+    task_index, is_chief = worker_info(strategy)
+    # Workers other than the chief keep their own files apart (a shared file
+    # system must not see two writers of one path).
+    output_dir = config.output_dir if is_chief else os.path.join(config.output_dir, f"worker_{task_index}")
+    os.makedirs(output_dir, exist_ok=True)
+
+    if datasets is None:
+        datasets, info = load_data(config, shuffle_train=not use_custom)
+    if "train" not in datasets:
+        raise ValueError(f"{config.data} has no 'train' split.")
 
     first_inputs, first_targets = next(iter(datasets["train"]))[:2]
     validate_batch({k: v.numpy() for k, v in first_inputs.items()}, source=f"{config.data}:train")
     task = infer_task(first_targets)
     scale = info["scale"]
+    policy = keras.mixed_precision.global_policy().name
 
-    model = build_model(config)
-    model(first_inputs)  # build with the data's shapes
-    model.compile(optimizer=make_optimizer(config), jit_compile=config.jit_compile)
+    with strategy.scope():
+        model = build_model(config)
+        model(first_inputs)  # build with the data's shapes
+        model.compile(
+            optimizer=maybe_loss_scale(make_optimizer(config), policy),
+            jit_compile=config.jit_compile and not use_custom,
+        )
 
     valid = datasets.get("valid") or datasets.get("test")
     eval_fn = lambda m, ds: evaluate_model(m, ds, scale)  # noqa: E731
     monitor, mode = monitor_for(task)
     best = BestWeights(monitor=monitor, mode=mode, patience=config.patience)
-    callbacks = [EpochSetter(), ValidationMetrics(valid, eval_fn), best]
+    history_cb = HistoryCSV(os.path.join(output_dir, "history.csv"))
+    callbacks = [ValidationMetrics(valid, eval_fn), best]
     callbacks += list(model.training_callbacks(validation_data=valid))
+    # Last, so that its rows hold what the callbacks above added to the logs.
+    callbacks.append(history_cb)
 
+    resumed_from = None
     start = time.time()
-    history = model.fit(
-        assert_finite_dataset(datasets["train"]),
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=config.verbose,
-    )
+    if use_custom:
+        n_train = (info.get("sizes") or {}).get("train")
+        if not n_train:
+            n_train = int(sum(int(tf.shape(b[1][next(iter(b[1]))])[0]) for b in datasets["train"]))
+        base = datasets["train"].unbatch()
+        drop_remainder = strategy.num_replicas_in_sync > 1
+        buffer = int(min(n_train, 100_000))
+
+        def make_dataset(epoch):
+            ds = base.shuffle(buffer, seed=epoch_seed(config.seed, epoch), reshuffle_each_iteration=False)
+            ds = ds.batch(config.batch_size, drop_remainder=drop_remainder)
+            return assert_finite_dataset(ds).prefetch(tf.data.AUTOTUNE)
+
+        checkpoints = None
+        if config.checkpoint_every_steps:
+            checkpoints = CheckpointDirectory(os.path.join(output_dir, "checkpoints"), keep=config.keep_checkpoints)
+            resumed_from = checkpoints.latest()
+        loop = CustomLoop(model, strategy, jit_compile=config.jit_compile)
+        loop.fit(
+            make_dataset,
+            steps_per_epoch=steps_for(n_train, config.batch_size, drop_remainder),
+            epochs=config.epochs,
+            callbacks=callbacks,
+            checkpoints=checkpoints,
+            checkpoint_every_steps=config.checkpoint_every_steps,
+            fingerprint=_fingerprint(config),
+            verbose=1 if config.verbose else 0,
+        )
+    else:
+        model.fit(
+            assert_finite_dataset(datasets["train"]),
+            epochs=config.epochs,
+            callbacks=[EpochSetter()] + callbacks,
+            verbose=config.verbose,
+        )
     train_seconds = time.time() - start
 
     results = {
@@ -185,10 +312,16 @@ def train(config, datasets=None, info=None):
         "task": task,
         "scale": scale,
         "seed": config.seed,
-        "epochs_run": len(history.history.get("loss", [])),
+        "epochs_run": len(history_cb.rows),
         "best_epoch": None if best.best_epoch is None else best.best_epoch + 1,
         "train_seconds": round(train_seconds, 2),
         "params": int(model.count_params()),
+        "mixed_precision": policy,
+        "strategy": config.strategy,
+        "num_replicas": int(strategy.num_replicas_in_sync),
+        "loop": "custom" if use_custom else "fit",
+        "resumed_from": None if resumed_from is None else os.path.basename(resumed_from),
+        "output_dir": output_dir,
     }
     for split in ("valid", "test"):
         if split in datasets:
@@ -209,9 +342,44 @@ def train(config, datasets=None, info=None):
             results["mean_predictor_mae_test"] = float(np.abs(y - train_mean).mean())
     results["config"] = dataclasses.asdict(config)
 
-    os.makedirs(config.output_dir, exist_ok=True)
-    save_model_atomic(model, os.path.join(config.output_dir, "model.keras"))
+    save_model_atomic(model, os.path.join(output_dir, "model.keras"))
     _atomic_write_text(
-        os.path.join(config.output_dir, "metrics.json"), json.dumps(results, indent=2, default=float)
+        os.path.join(output_dir, "metrics.json"), json.dumps(results, indent=2, default=float)
     )
     return results, model
+
+
+def train_seeds(config, seeds):
+    """Runs `config` once per seed (`<output_dir>/seed_<seed>/`) and writes
+    `<output_dir>/seeds_summary.json` (per split and metric: mean, std, 95%
+    Student-t confidence interval, per-seed values) and `seeds_summary.md`.
+    Returns `(summary, [metrics of each run])`."""
+    from keras_msa.training.statistics import markdown_table
+    from keras_msa.training.statistics import summarize_runs
+
+    seeds = [int(s) for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"Seeds repeat: {seeds}.")
+    runs = []
+    for seed in seeds:
+        keras.backend.clear_session()
+        run_config = dataclasses.replace(
+            config, seed=seed, output_dir=os.path.join(config.output_dir, f"seed_{seed}")
+        )
+        results, _ = train(run_config)
+        runs.append(results)
+    summary = summarize_runs(runs)
+    summary["model"] = config.model
+    summary["data"] = config.data
+    summary["per_run"] = [
+        {k: r.get(k) for k in ("seed", "epochs_run", "best_epoch", "train_seconds")} for r in runs
+    ]
+    os.makedirs(config.output_dir, exist_ok=True)
+    _atomic_write_text(
+        os.path.join(config.output_dir, "seeds_summary.json"), json.dumps(summary, indent=2, default=float)
+    )
+    title = f"{config.model} on {config.data}"
+    md = "\n".join(markdown_table(summary, split, title=f"{title} ({split})") for split in ("valid", "test")
+                   if split in summary)
+    _atomic_write_text(os.path.join(config.output_dir, "seeds_summary.md"), md)
+    return summary, runs

@@ -1,0 +1,220 @@
+import keras
+from keras import ops
+
+from keras_msa.layers.cross_shaped_attention import CrossShapedAttention
+
+MAP_LAYOUTS = ("cross", "time")
+
+
+@keras.saving.register_keras_serializable(package="keras_msa")
+class CrossShapedDynamicScaleAttention(keras.layers.Layer):
+    """CS-DSA: selective-kernel branches with criss-cross attention (SSGDL).
+
+    Seed 000 (SSGDL), Sec. III-D and Fig. 3: Divide, Cross-Interact, Fuse,
+    Select. The seed stops inside Divide; the steps below follow
+    ARCHITECTURES.md (SSGDL), which completes them from selective-kernel
+    networks (Li et al., SKNet) and criss-cross attention (CCNet).
+
+    The input is the aligned modalities stacked as a map ``X`` `[B, M, T, C]`
+    (rows = modalities, columns = time, channels last).
+
+    - *Divide*: K branches ``U_k = CCA_k(ReLU(BN(Conv2D_{k x k}(X))))``, one
+      kernel size per branch, same padding.
+    - *Cross-Interact*: ``CCA_k`` is a `CrossShapedAttention` (criss-cross
+      attention, R loops with shared weights, zero-initialised residual scale).
+    - *Fuse*: ``U = sum_k U_k``, ``s = masked mean of U`` over rows and real time
+      steps, ``z = ReLU(BN(W_z s))`` of width ``max(C / reduction, min_width)``.
+    - *Select*: ``a_k = softmax_k(W_k z)`` per channel and ``V = sum_k a_k * U_k``.
+    - Fused modality ``f_t = sum_m w_m V_{m,t}`` with ``w = softmax(omega)``
+      learned weights over the rows (ARCHITECTURES.md).
+
+    With a single kernel size (the paper's "single-scale" ablation) Fuse and
+    Select reduce to the identity and are not built. `map_layout="time"`
+    reproduces the official code's 1 x T map: the modalities are concatenated
+    along channels into one row, kernels are 1 x k, and criss-cross attention
+    reduces to self-attention over time (our reading of that code: the seed
+    does not describe this layout).
+
+    Masking: `mask` `[B, T]` marks real time steps. The map is zeroed at padded
+    steps before each convolution (so padded values never leak into real steps
+    through the kernel), BatchNorm statistics use real positions only, the
+    criss-cross attention ignores padded columns, the pooled descriptor ``s``
+    averages real positions only, and ``f`` is zero at padded steps. An
+    all-padding sample gives zeros.
+
+    Args:
+        kernel_sizes: one branch per kernel size ((3, 5); the official code
+            uses (1, 3, 5, 7)).
+        units: output width C (default: the input width).
+        reduction: r of the Fuse width ``max(C / r, min_width)`` (16).
+        min_width: L of the Fuse width (32).
+        attention_reduction: query/key reduction of the criss-cross attention (8).
+        num_loops: R, criss-cross loops (2).
+        map_layout: `"cross"` (the [M, T] map, default) or `"time"` (1 x T).
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Call arguments:
+        x: float `[B, M, T, C_in]`.
+        mask: optional boolean `[B, T]`.
+        training: BatchNorm mode.
+
+    Returns:
+        The fused modality `[B, T, units]`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> csdsa = CrossShapedDynamicScaleAttention(kernel_sizes=(3, 5))
+    >>> tuple(csdsa(np.ones((2, 3, 6, 16), "float32"), mask=np.ones((2, 6), bool)).shape)
+    (2, 6, 16)
+    """
+
+    def __init__(
+        self,
+        kernel_sizes=(3, 5),
+        units=None,
+        reduction=16,
+        min_width=32,
+        attention_reduction=8,
+        num_loops=2,
+        map_layout="cross",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
+        if not self.kernel_sizes or any(k < 1 for k in self.kernel_sizes):
+            raise ValueError(f"kernel_sizes must be positive integers, got {kernel_sizes}.")
+        if map_layout not in MAP_LAYOUTS:
+            raise ValueError(f"Unknown map_layout '{map_layout}'; expected one of {MAP_LAYOUTS}.")
+        self.units = units
+        self.reduction = int(reduction)
+        self.min_width = int(min_width)
+        self.attention_reduction = int(attention_reduction)
+        self.num_loops = int(num_loops)
+        self.map_layout = map_layout
+        # The time mask is consumed here (see `compute_mask`), not propagated:
+        # callers pass it on explicitly.
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        if len(input_shape) != 4 or input_shape[1] is None or input_shape[-1] is None:
+            raise ValueError(
+                "CrossShapedDynamicScaleAttention expects a map [batch, modalities, "
+                f"time, channels] with known modalities and channels; got {tuple(input_shape)}."
+            )
+        m, c_in = int(input_shape[1]), int(input_shape[-1])
+        self._rows = m if self.map_layout == "cross" else 1
+        map_channels = c_in if self.map_layout == "cross" else m * c_in
+        c = int(self.units or c_in)
+        self._channels = c
+        policy = self.dtype_policy
+        map_shape = (None, self._rows, None, map_channels)
+        out_shape = (None, self._rows, None, c)
+        self.convs, self.norms, self.attentions = [], [], []
+        for k in self.kernel_sizes:
+            size = (k, k) if self.map_layout == "cross" else (1, k)
+            # No bias: the BatchNorm that follows removes it (its gradient is 0).
+            conv = keras.layers.Conv2D(c, size, padding="same", use_bias=False, name=f"conv_{k}", dtype=policy)
+            conv.build(map_shape)
+            norm = keras.layers.BatchNormalization(name=f"bn_{k}", dtype=policy)
+            norm.build(out_shape)
+            cca = CrossShapedAttention(
+                reduction=self.attention_reduction, num_loops=self.num_loops, name=f"cca_{k}", dtype=policy
+            )
+            cca.build(out_shape)
+            self.convs.append(conv)
+            self.norms.append(norm)
+            self.attentions.append(cca)
+        self.selects = []
+        if len(self.kernel_sizes) > 1:
+            width = max(c // self.reduction, self.min_width)
+            self.fuse_dense = keras.layers.Dense(width, use_bias=False, name="fuse", dtype=policy)
+            self.fuse_dense.build((None, c))
+            self.fuse_norm = keras.layers.BatchNormalization(name="fuse_bn", dtype=policy)
+            self.fuse_norm.build((None, width))
+            for k in self.kernel_sizes:
+                select = keras.layers.Dense(c, name=f"select_{k}", dtype=policy)
+                select.build((None, width))
+                self.selects.append(select)
+        self.modality_logits = None
+        if self._rows > 1:
+            # Zeros: the fused modality starts as the plain mean of the rows.
+            self.modality_logits = self.add_weight(
+                name="modality_logits", shape=(self._rows,), initializer="zeros"
+            )
+        self.built = True
+
+    def branch_weights(self, x, mask=None, training=False):
+        """The Select weights a_k `[B, K, C]` (float32), or None with one branch."""
+        return self._forward(x, mask, training)[1]
+
+    def _forward(self, x, mask, training):
+        if self.map_layout == "time":
+            # [B, M, T, C] -> [B, 1, T, M * C]: one row, modalities as channels.
+            b, m, t, c = ops.shape(x)[0], x.shape[1], ops.shape(x)[2], x.shape[3]
+            x = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (b, 1, t, m * c))
+        if mask is not None:
+            mask = ops.cast(mask, "bool")
+            tm = ops.cast(mask, x.dtype)[:, None, :, None]
+            # where, not a product: inf under the mask would give 0 * inf = NaN.
+            x = ops.where(mask[:, None, :, None], x, 0)
+            bn_mask = ops.broadcast_to(mask[:, None, :], ops.shape(x)[:3])
+        else:
+            tm, bn_mask = None, None
+        branches = []
+        for conv, norm, cca in zip(self.convs, self.norms, self.attentions):
+            u = ops.relu(norm(conv(x), training=training, mask=bn_mask))
+            if tm is not None:
+                u = ops.where(mask[:, None, :, None], u, 0)
+            branches.append(cca(u, mask=mask))
+        weights = None
+        if len(branches) == 1:
+            v = branches[0]
+        else:
+            total = branches[0]
+            for u in branches[1:]:
+                total = total + u
+            if tm is None:
+                s = ops.mean(total, axis=(1, 2))
+            else:
+                tmu = ops.cast(tm, total.dtype)
+                count = ops.sum(tmu, axis=(1, 2)) * self._rows
+                s = ops.sum(total * tmu, axis=(1, 2)) / ops.maximum(count, ops.ones_like(count))
+            z = ops.relu(self.fuse_norm(self.fuse_dense(s), training=training))
+            logits = ops.stack([ops.cast(sel(z), "float32") for sel in self.selects], axis=1)
+            weights = ops.softmax(logits, axis=1)
+            v = 0.0
+            for k, u in enumerate(branches):
+                v = v + ops.cast(weights[:, k, None, None, :], u.dtype) * u
+        if self.modality_logits is None:
+            f = v[:, 0]
+        else:
+            w = ops.cast(ops.softmax(self.modality_logits), v.dtype)
+            f = ops.einsum("bmtc,m->btc", v, w)
+        if mask is not None:
+            f = ops.where(ops.cast(mask, "bool")[..., None], f, 0)
+        return f, weights
+
+    def call(self, x, mask=None, training=False):
+        return self._forward(x, mask, training)[0]
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2], int(self.units or input_shape[-1]))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "kernel_sizes": list(self.kernel_sizes),
+                "units": self.units,
+                "reduction": self.reduction,
+                "min_width": self.min_width,
+                "attention_reduction": self.attention_reduction,
+                "num_loops": self.num_loops,
+                "map_layout": self.map_layout,
+            }
+        )
+        return config

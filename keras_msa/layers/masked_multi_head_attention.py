@@ -1,0 +1,118 @@
+import keras
+from keras import ops
+
+from keras_msa.utils.masks import attention_mask
+from keras_msa.utils.masks import masked_softmax
+
+
+@keras.saving.register_keras_serializable(package="keras_msa")
+class MaskedMultiHeadAttention(keras.layers.Layer):
+    """Multi-head scaled dot-product attention that is exact under padding.
+
+    For each head h: ``A_h = softmax(Q_h K_h^T / sqrt(d_k))`` over the real
+    context steps only and ``out = concat_h(A_h V_h) W_o + b_o`` with
+    ``Q_h = q W_q^h + b_q^h`` (likewise K, V), the attention of Vaswani et
+    al. that seed 000 (SSGDL) uses for modality alignment and for the
+    cross-/self-attention of PS-MDL (Sec. III-B; ARCHITECTURES.md, SSGDL).
+
+    It differs from `keras.layers.MultiHeadAttention` where masks are
+    concerned: a query whose context is entirely padding (a missing modality)
+    gets all-zero attention weights (its output is the output bias), instead of
+    a uniform average over padded steps, so values under a mask never reach
+    the output. Outputs at padded query steps are zero. Scores and softmax run
+    in float32.
+
+    Args:
+        num_heads: number of heads.
+        key_dim: width d_k of each head's queries, keys and values (default:
+            output width // num_heads, at least 1).
+        output_dim: width of the output (default: the query width).
+        dropout: dropout on the attention weights.
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Call arguments:
+        query: float `[B, Tq, Dq]`.
+        context: float `[B, Tk, Dk]`; None means self-attention (context = query).
+        query_mask: optional boolean `[B, Tq]` (True = real step).
+        context_mask: optional boolean `[B, Tk]`.
+        return_attention: also return the weights `[B, heads, Tq, Tk]` (float32).
+        training: enables dropout.
+
+    Example:
+
+    >>> import numpy as np
+    >>> mha = MaskedMultiHeadAttention(num_heads=2, output_dim=8)
+    >>> q = np.zeros((2, 5, 8), "float32")
+    >>> c = np.ones((2, 7, 4), "float32")
+    >>> tuple(mha(q, c, context_mask=np.ones((2, 7), bool)).shape)
+    (2, 5, 8)
+    """
+
+    def __init__(self, num_heads=8, key_dim=None, output_dim=None, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = int(num_heads)
+        self.key_dim = key_dim
+        self.output_dim = output_dim
+        self.dropout = float(dropout)
+
+    def build(self, query_shape, context_shape=None, *args, **kwargs):
+        dq = query_shape[-1]
+        dc = dq if context_shape is None else context_shape[-1]
+        if dq is None or dc is None:
+            raise ValueError("MaskedMultiHeadAttention needs known feature widths.")
+        self._out_dim = int(self.output_dim or dq)
+        self._dk = int(self.key_dim or max(self._out_dim // self.num_heads, 1))
+        h, dk = self.num_heads, self._dk
+        policy = self.dtype_policy
+        self.q_proj = keras.layers.EinsumDense("btd,dhk->bthk", (None, h, dk), bias_axes="hk", name="query", dtype=policy)
+        self.k_proj = keras.layers.EinsumDense("btd,dhk->bthk", (None, h, dk), bias_axes="hk", name="key", dtype=policy)
+        self.v_proj = keras.layers.EinsumDense("btd,dhk->bthk", (None, h, dk), bias_axes="hk", name="value", dtype=policy)
+        self.o_proj = keras.layers.EinsumDense("bthk,hkd->btd", (None, self._out_dim), bias_axes="d", name="output", dtype=policy)
+        self.q_proj.build((None, None, dq))
+        self.k_proj.build((None, None, dc))
+        self.v_proj.build((None, None, dc))
+        self.o_proj.build((None, None, h, dk))
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
+        self.built = True
+
+    def call(self, query, context=None, query_mask=None, context_mask=None, return_attention=False, training=False):
+        if context is None:
+            context, context_mask = query, query_mask
+        if context_mask is not None:
+            context_mask = ops.cast(context_mask, "bool")
+            # Zeroing padded context keeps inf/NaN under the mask from reaching
+            # a real step through a zero weight (0 * inf = NaN).
+            context = ops.where(ops.cast(context_mask, "bool")[..., None], context, 0)
+        q = self.q_proj(query)
+        k = self.k_proj(context)
+        v = self.v_proj(context)
+        scores = ops.einsum("bqhk,bthk->bhqt", ops.cast(q, "float32"), ops.cast(k, "float32"))
+        scores = scores / ops.sqrt(ops.cast(self._dk, "float32"))
+        mask = None
+        if context_mask is not None:
+            qm = query_mask if query_mask is not None else ops.ones(ops.shape(query)[:2], "bool")
+            mask = attention_mask(qm, context_mask)[:, None, :, :]
+        weights = masked_softmax(scores, mask, axis=-1)
+        dropped = self.dropout_layer(weights, training=training)
+        attended = ops.einsum("bhqt,bthk->bqhk", ops.cast(dropped, v.dtype), v)
+        out = self.o_proj(attended)
+        if query_mask is not None:
+            out = ops.where(ops.cast(query_mask, "bool")[..., None], out, 0)
+        if return_attention:
+            return out, weights
+        return out
+
+    def compute_output_shape(self, query_shape, *args, **kwargs):
+        return tuple(query_shape[:-1]) + (int(self.output_dim or query_shape[-1]),)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "output_dim": self.output_dim,
+                "dropout": self.dropout,
+            }
+        )
+        return config

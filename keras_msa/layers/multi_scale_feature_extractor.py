@@ -1,0 +1,138 @@
+import keras
+from keras import ops
+
+from keras_msa.layers.se_channel_attention import SEChannelAttention
+
+
+@keras.saving.register_keras_serializable(package="keras_msa")
+class MultiScaleFeatureExtractor(keras.layers.Layer):
+    """Multi-scale feature extraction with channel attention (M³SA).
+
+    Implements seed 003 Eqs. 1-3 and 7 (with Eqs. 4-6 in `SEChannelAttention`):
+
+    * Eq. 1: `F^1 = LSTM(U)` `[B, T, d]`.
+    * Eq. 2: `F^{k+1} = Linear(Norm(ReLU(F^k)))`, k = 1..n-1; `Norm` is a
+      per-step `LayerNormalization` (the paper does not name the norm; a
+      per-step norm keeps padded steps out of the statistics).
+    * Eq. 3: `F = stack(F^1..F^n)` `[B, T, d, n]` (n channels).
+    * Eqs. 4-6: SE channel attention over the n channels (squeeze over the
+      real steps only).
+    * Eq. 7: a 1x1 convolution across the n channels gives `X` `[B, T, d]`.
+
+    With `num_scales=1` there is a single scale and nothing to weigh: the
+    layer returns `F^1` as `X` (the paper's "without multi-scale" ablation,
+    seed 003 Fig. 7).
+
+    Masking: boolean `mask` `[B, T]` (True = real step). The LSTM skips padded
+    steps, the squeeze ignores them, and both outputs are zero at padded
+    steps, so padded input values change nothing. An all-False row gives
+    finite outputs (zeros, except the conv bias which is also zeroed).
+
+    Args:
+        hidden_dim: d, the width of every scale.
+        num_scales: n, the number of scales (LSTM + n-1 linear layers);
+            paper's best 5.
+        ratio: r, the SE channel transformation ratio (paper's best 4).
+        gate: SE excitation gate (`"relu"` as in Eq. 5, or `"sigmoid"`).
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: float `[B, T, D]`.
+        mask: optional boolean `[B, T]`.
+
+    Returns:
+        `(X, F^n)`: the fused multi-scale features `[B, T, d]` (Eq. 7) and the
+        last scale `[B, T, d]` that the unimodal heads read (Eqs. 8-10).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = MultiScaleFeatureExtractor(hidden_dim=8, num_scales=5, ratio=4)
+    >>> x, last = layer(np.ones((2, 6, 3), "float32"), mask=np.ones((2, 6), bool))
+    >>> x.shape, last.shape
+    ((2, 6, 8), (2, 6, 8))
+    """
+
+    def __init__(self, hidden_dim=64, num_scales=5, ratio=4, gate="relu", **kwargs):
+        super().__init__(**kwargs)
+        if int(num_scales) < 1:
+            raise ValueError(f"MultiScaleFeatureExtractor: num_scales must be >= 1; got {num_scales}.")
+        self.hidden_dim = int(hidden_dim)
+        self.num_scales = int(num_scales)
+        self.ratio = int(ratio)
+        self.gate = gate
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                "MultiScaleFeatureExtractor expects [batch, time, features] with a known "
+                f"feature width; got shape {tuple(input_shape)}."
+            )
+        d = self.hidden_dim
+        self.lstm = keras.layers.LSTM(d, return_sequences=True, dtype=self.dtype_policy, name="lstm")
+        self.lstm.build(tuple(input_shape))
+        self.norms, self.linears = [], []
+        for k in range(self.num_scales - 1):
+            norm = keras.layers.LayerNormalization(dtype=self.dtype_policy, name=f"norm_{k + 1}")
+            norm.build((None, None, d))
+            linear = keras.layers.Dense(d, dtype=self.dtype_policy, name=f"linear_{k + 1}")
+            linear.build((None, None, d))
+            self.norms.append(norm)
+            self.linears.append(linear)
+        if self.num_scales > 1:
+            self.channel_attention = SEChannelAttention(
+                ratio=self.ratio, gate=self.gate, dtype=self.dtype_policy, name="channel_attention"
+            )
+            self.channel_attention.build((None, None, d, self.num_scales))
+            self.merge = keras.layers.Conv2D(1, 1, dtype=self.dtype_policy, name="merge")
+            self.merge.build((None, None, d, self.num_scales))
+
+    def _scales(self, inputs, mask, training):
+        """Eqs. 1-2: the n scale features, zeroed at padded steps."""
+        if mask is None:
+            mask = ops.ones(ops.shape(inputs)[:2], dtype="bool")
+        mask = ops.cast(mask, "bool")
+        keep = ops.cast(mask, self.compute_dtype)[..., None]
+        scale = self.lstm(inputs, mask=mask, training=training) * keep
+        scales = [scale]
+        for norm, linear in zip(self.norms, self.linears):
+            scale = linear(norm(ops.relu(scale))) * keep
+            scales.append(scale)
+        return scales, mask, keep
+
+    def call(self, inputs, mask=None, training=False):
+        scales, mask, keep = self._scales(inputs, mask, training)
+        if self.num_scales == 1:
+            return scales[0], scales[0]
+        stacked = ops.stack(scales, axis=-1)  # [B, T, d, n]
+        weighted = self.channel_attention(stacked, mask=mask)
+        x = ops.squeeze(self.merge(weighted), axis=-1) * keep
+        return x, scales[-1]
+
+    def compute_channel_weights(self, inputs, mask=None):
+        """The SE weights `s` `[B, n]` of each scale (for analysis/plots)."""
+        if self.num_scales == 1:
+            raise ValueError("num_scales=1 has no channel attention.")
+        scales, mask, _ = self._scales(inputs, mask, False)
+        _, s = self.channel_attention(ops.stack(scales, axis=-1), mask=mask, return_weights=True)
+        return s
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        shape = (input_shape[0], input_shape[1], self.hidden_dim)
+        return shape, shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_scales": self.num_scales,
+                "ratio": self.ratio,
+                "gate": self.gate,
+            }
+        )
+        return config

@@ -1,0 +1,2 @@
+from keras_msa.models.crosssent.crosssent import CrossSent
+from keras_msa.models.crosssent.crosssent import LinearWarmupDecay

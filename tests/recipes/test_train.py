@@ -1,0 +1,177 @@
+"""recipes/train.py and the runner: reproducibility, mixed precision, seeds,
+history, and resuming after SIGKILL."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_msa.training.checkpointing import CheckpointDirectory
+from keras_msa.training.checkpointing import latest_checkpoint
+from keras_msa.training.history import read_history_csv
+from keras_msa.training.runner import TrainConfig
+from keras_msa.training.runner import train
+from keras_msa.training.runner import train_seeds
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SYNTHETIC = {"seq_len": 12, "min_len": 12, "text_dim": 16, "window": 4, "offset": 1,
+             "compute_text_only_floor": False}
+MODEL = {"hidden_dims": {"text": 8, "audio": 4, "vision": 4}, "fusion_dim": 8}
+
+
+def tiny_config(tmp_path, **kw):
+    base = dict(model="lfdnn", model_config=MODEL, epochs=3, batch_size=16, learning_rate=0.01,
+                synthetic_sizes={"train": 96, "valid": 32, "test": 32}, synthetic_options=SYNTHETIC,
+                output_dir=str(tmp_path / "run"), verbose=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update({"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def _cli(tmp_path, name, extra):
+    return [sys.executable, os.path.join(ROOT, "recipes", "train.py"), f"--output_dir={tmp_path / name}",
+            "--batch_size=16", "--learning_rate=0.01", "--verbose=0",
+            f"--synthetic_options={json.dumps(SYNTHETIC)}", f"--model_config={json.dumps(MODEL)}"] + extra
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_same_seed_gives_same_metrics(tmp_path, loop):
+    runs = []
+    # The fit variant also runs another seed, to show that the check can fail.
+    for i, seed in enumerate((1111, 1111, 1112) if loop == "fit" else (1111, 1111)):
+        keras.backend.clear_session()
+        config = tiny_config(tmp_path, seed=seed, loop=loop, output_dir=str(tmp_path / f"r{i}"))
+        runs.append(train(config)[0])
+    a, b = runs[:2]
+    assert a["test"] == b["test"] and a["valid"] == b["valid"]
+    h = [read_history_csv(os.path.join(r["output_dir"], "history.csv")) for r in runs]
+    assert h[0]["loss"] == h[1]["loss"] and h[0]["val_mae"] == h[1]["val_mae"]
+    if loop == "fit":
+        assert runs[2]["test"]["mae"] != a["test"]["mae"]
+    assert a["loop"] == loop and a["epochs_run"] == 3 and len(h[0]["epoch"]) == 3
+
+
+def test_history_csv_columns(tmp_path):
+    from tensorflow.python.framework import config as tf_config
+
+    before = tf_config.is_op_determinism_enabled()
+    results, _ = train(tiny_config(tmp_path, epochs=2))
+    # Op determinism is switched on for the run only.
+    assert tf_config.is_op_determinism_enabled() == before
+    h = read_history_csv(os.path.join(results["output_dir"], "history.csv"))
+    assert h["epoch"] == [1, 2]
+    assert {"loss", "val_mae", "epoch_seconds"} <= set(h)
+    assert h["val_mae"][-1] == pytest.approx(results["valid"]["mae"], abs=1e-6) or results["best_epoch"] != 2
+
+
+@pytest.mark.parametrize("policy,loop", [("mixed_float16", "fit"), ("mixed_bfloat16", "custom")])
+def test_mixed_precision_run(tmp_path, policy, loop):
+    results, model = train(tiny_config(tmp_path, mixed_precision=policy, loop=loop, epochs=2))
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert results["mixed_precision"] == policy and model.compute_dtype == policy.split("_")[1]
+    assert all(np.isfinite(v) for v in results["test"].values() if isinstance(v, float))
+    if policy == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    loss = read_history_csv(os.path.join(results["output_dir"], "history.csv"))["loss"]
+    assert np.all(np.isfinite(loss))
+
+
+def test_train_seeds_writes_summary(tmp_path):
+    config = tiny_config(tmp_path, epochs=1, output_dir=str(tmp_path / "seeds"))
+    summary, runs = train_seeds(config, [1111, 1112])
+    maes = [r["test"]["mae"] for r in runs]
+    assert len(set(maes)) == 2
+    s = summary["test"]["mae"]
+    assert s["mean"] == pytest.approx(np.mean(maes)) and s["std"] == pytest.approx(np.std(maes, ddof=1))
+    half = 12.706205 * np.std(maes, ddof=1) / np.sqrt(2)
+    assert s["ci_low"] == pytest.approx(np.mean(maes) - half, rel=1e-6)
+    on_disk = json.loads((tmp_path / "seeds" / "seeds_summary.json").read_text())
+    assert on_disk["seeds"] == [1111, 1112] and on_disk["test"]["mae"]["values"] == maes
+    md = (tmp_path / "seeds" / "seeds_summary.md").read_text()
+    assert "| mae |" in md and "95% CI" in md
+    for seed in (1111, 1112):
+        assert (tmp_path / "seeds" / f"seed_{seed}" / "metrics.json").exists()
+    with pytest.raises(ValueError, match="Seeds repeat"):
+        train_seeds(config, [1, 1])
+
+
+def test_configuration_errors(tmp_path):
+    with pytest.raises(ValueError, match="keras-team/keras#20585"):
+        train(tiny_config(tmp_path, strategy="multi_worker", loop="fit"))
+    with pytest.raises(ValueError, match="custom loop"):
+        train(tiny_config(tmp_path, loop="fit", checkpoint_every_steps=5))
+    with pytest.raises(ValueError, match="Unknown precision policy"):
+        train(tiny_config(tmp_path, mixed_precision="float8"))
+
+
+@pytest.mark.slow
+def test_seeds_flag(tmp_path):
+    proc = subprocess.run(
+        _cli(tmp_path, "s", ["--seeds=1111,1112", "--epochs=1",
+                             '--synthetic_sizes={"train": 64, "valid": 32, "test": 32}']),
+        capture_output=True, text=True, timeout=240, cwd=ROOT, env=_env(),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| mae |" in proc.stdout
+    summary = json.loads((tmp_path / "s" / "seeds_summary.json").read_text())
+    assert summary["n_runs"] == 2 and summary["test"]["mae"]["n"] == 2
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    """A run killed with SIGKILL mid-epoch and restarted with the same command
+    ends with the metrics of an uninterrupted run: equal to 1e-6 (the
+    tolerance we state; on CPU with op determinism they are in fact equal)."""
+    flags = ["--epochs=3", "--checkpoint_every_steps=1", "--patience=0",
+             '--synthetic_sizes={"train": 320, "valid": 32, "test": 32}']  # 20 steps per epoch
+    subprocess.run(_cli(tmp_path, "full", flags), check=True, capture_output=True, timeout=300,
+                   cwd=ROOT, env=_env())
+    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+
+    cmd = _cli(tmp_path, "killed", flags)
+    ckpt_dir = tmp_path / "killed" / "checkpoints"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=_env())
+    killed_at = None
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            latest = latest_checkpoint(str(ckpt_dir))
+            if latest and int(os.path.basename(latest)[5:15]) >= 25:  # epoch 2, step 5
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_at = latest
+                break
+            time.sleep(0.005)
+    finally:
+        proc.wait(timeout=60)
+    assert killed_at is not None, "the run finished or stalled before it could be killed"
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    latest = latest_checkpoint(str(ckpt_dir))
+    _, meta = CheckpointDirectory.load(latest)
+    assert meta["step_in_epoch"] > 0 and meta["epoch"] < 3, meta  # mid-epoch
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert resumed["resumed_from"] == os.path.basename(latest)
+    for split in ("valid", "test"):
+        for k, v in full[split].items():
+            assert resumed[split][k] == pytest.approx(v, abs=1e-6), (split, k)
+    h_full = read_history_csv(str(tmp_path / "full" / "history.csv"))
+    h_res = read_history_csv(str(tmp_path / "killed" / "history.csv"))
+    assert h_res["epoch"] == h_full["epoch"] == [1, 2, 3]
+    np.testing.assert_allclose(h_res["loss"], h_full["loss"], atol=1e-6, rtol=0)
