@@ -31,6 +31,7 @@ def main(argv):
     import keras_msa  # noqa: F401  (registers the model classes)
     from keras_msa.data.validation import expected_dims_from_model
     from keras_msa.data.validation import validate_batch
+    from keras_msa.models.base import MODALITIES
     from keras_msa.training.evaluation import evaluate_model
     from keras_msa.training.runner import TrainConfig
     from keras_msa.training.runner import load_data
@@ -50,9 +51,12 @@ def main(argv):
     if FLAGS.split not in datasets:
         raise app.UsageError(f"{FLAGS.data} has no split '{FLAGS.split}'.")
     first = next(iter(datasets[FLAGS.split]))[0]
+    expected = expected_dims_from_model(model)
     validate_batch(
         {k: v.numpy() for k, v in first.items()},
-        expected_dims=expected_dims_from_model(model),
+        expected_dims=expected,
+        # The modalities the model was built with (AVEC 2019 data has no text).
+        modalities=list(expected) or MODALITIES,
         source=f"{FLAGS.data}:{FLAGS.split}",
     )
     metrics = evaluate_model(model, datasets[FLAGS.split], info["scale"])

@@ -14,3 +14,32 @@ def tiny_benchmark():
     from keras_msa.testing import tiny_synthetic
 
     return tiny_synthetic()
+
+
+@pytest.fixture(scope="module")
+def load_recipe():
+    """Imports `recipes/<name>.py` in-process; returns a loader.
+
+    Recipes define absl flags at import time, and several define the same
+    names (`output`, `model`, ...), so the flags a test module's recipes add
+    are removed again when the module's tests end.
+    """
+    import importlib.util
+
+    from absl import flags
+
+    added = []
+
+    def load(name):
+        path = os.path.join(os.path.dirname(__file__), "..", "recipes", f"{name}.py")
+        before = set(flags.FLAGS)
+        spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        added.extend(sorted(set(flags.FLAGS) - before))
+        return module
+
+    yield load
+    for name in added:
+        if name in flags.FLAGS:
+            delattr(flags.FLAGS, name)

@@ -22,6 +22,11 @@ _LAZY = {
     "safe_loads": "keras_msa.data.safe_pickle",
     "read_mmsa": "keras_msa.data.mmsa",
     "read_mult": "keras_msa.data.mult",
+    "read_csd": "keras_msa.data.csd",
+    "read_avec": "keras_msa.data.avec",
+    "write_synthetic_avec": "keras_msa.data.avec",
+    "read_labelcsv": "keras_msa.data.labelcsv",
+    "extract_text_features": "keras_msa.data.text_features",
     "make_synthetic_benchmark": "keras_msa.data.synthetic",
     "SyntheticBenchmark": "keras_msa.data.synthetic",
 }

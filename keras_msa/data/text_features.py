@@ -13,8 +13,8 @@ An example whose `raw_text` is empty or absent gets an empty ``[0, hidden]``
 text (a missing modality, counted as ``examples_without_text`` in the new
 schema's repairs). Every other key (id, raw text, audio, vision, token
 arrays, targets) is copied unchanged; the old schema's label ranges,
-repairs and extra are kept, its sources recorded under
-``extra["derived_from"]``.
+repairs (less ``*_missing_text`` counts, which no longer hold) and extra are
+kept; its sources and repairs are recorded under ``extra["derived_from"]``.
 """
 
 import os
@@ -66,6 +66,10 @@ class TextEncoder:
 
         token_ids, segment_ids = self.packer(self.tokenizer(tf.constant(list(texts))))
         padding_mask = token_ids != self.tokenizer.pad_token_id
+        # Trailing columns that are padding in every row change nothing under
+        # the attention mask; dropping them saves most of the compute.
+        width = max(int(tf.reduce_max(tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=1))), 1)
+        token_ids, segment_ids, padding_mask = token_ids[:, :width], segment_ids[:, :width], padding_mask[:, :width]
         out = self.backbone(
             {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}, training=False
         )
@@ -143,8 +147,10 @@ def extract_text_features(
         "dim": encoder.dim,
         "output": "sequence_output rows of the real tokens ([CLS] ... [SEP]), padding dropped",
     }
-    extra["derived_from"] = {"path": os.path.abspath(data_dir), "sources": schema.get("sources", [])}
-    repairs = dict(schema.get("repairs") or {})
+    extra["derived_from"] = {"path": os.path.abspath(data_dir), "sources": schema.get("sources", []),
+                             "repairs": schema.get("repairs", {})}
+    # Counts of missing *text* in the source no longer describe the output.
+    repairs = {k: v for k, v in (schema.get("repairs") or {}).items() if not k.endswith("_missing_text")}
     # Counted before writing: the schema (repairs included) is written with the data.
     empty = sum(not (ex.get("raw_text") or "").strip() for split in schema["splits"]
                 for ex in read_examples(data_dir, split))

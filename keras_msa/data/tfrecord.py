@@ -510,8 +510,11 @@ def read_examples(data_dir, split):
 
     schema = read_schema(data_dir)
     paths = _shard_paths(data_dir, schema, split)
-    for record in tf.data.TFRecordDataset(paths).as_numpy_iterator():
-        proto = tf.train.Example.FromString(record).features.feature
+    for record in tf.data.TFRecordDataset(paths):
+        # Not `as_numpy_iterator()`: after some in-process Keras/distribute
+        # work it was seen handing back numpy values it then fails on.
+        raw = record.numpy() if hasattr(record, "numpy") else np.asarray(record).item()
+        proto = tf.train.Example.FromString(raw).features.feature
         ex = {"id": proto["id"].bytes_list.value[0].decode("utf-8")}
         if "raw_text" in proto and proto["raw_text"].bytes_list.value:
             ex["raw_text"] = proto["raw_text"].bytes_list.value[0].decode("utf-8")

@@ -19,6 +19,7 @@ import time
 import keras
 import numpy as np
 
+from keras_msa.models.base import MODALITIES
 from keras_msa.training.callbacks import BestWeights
 from keras_msa.training.callbacks import EpochSetter
 from keras_msa.training.callbacks import ValidationMetrics
@@ -243,7 +244,12 @@ def _train(config, datasets, info):
         raise ValueError(f"{config.data} has no 'train' split.")
 
     first_inputs, first_targets = next(iter(datasets["train"]))[:2]
-    validate_batch({k: v.numpy() for k, v in first_inputs.items()}, source=f"{config.data}:train")
+    # Check the modalities the data holds (AVEC 2019 has no text unless a word
+    # feature set was converted); a model that needs an absent one says so itself.
+    present = [m for m in MODALITIES if m in first_inputs] or list(MODALITIES)
+    validate_batch(
+        {k: v.numpy() for k, v in first_inputs.items()}, modalities=present, source=f"{config.data}:train"
+    )
     task = infer_task(first_targets)
     scale = info["scale"]
     policy = keras.mixed_precision.global_policy().name

@@ -62,12 +62,8 @@ def test_convert_refuses_malicious_pickle(tmp_path):
     assert [p for p in os.listdir(tmp_path) if p.startswith(".out.")] == []
 
 
-def test_convert_in_process_mult_and_missing_reader(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "recipes"))
-    try:
-        import convert
-    finally:
-        sys.path.pop(0)
+def test_convert_in_process_mult_and_missing_reader(tmp_path, load_recipe):
+    convert = load_recipe("convert")
     src = write_pickle(mult_arrays(kind="iemocap"), tmp_path / "iemocap_data.pkl")
     schema = convert.convert("mult", src, str(tmp_path / "iemocap"), progress=False)
     assert schema["dataset"] == "iemocap" and "emotions" in schema["labels"]

@@ -1,4 +1,3 @@
-import importlib.util
 import os
 
 import keras
@@ -9,15 +8,11 @@ from keras_msa.models import MulG
 from keras_msa.testing import small_batch
 from keras_msa.testing import tiny_synthetic
 
-RECIPE = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "plot_attention.py")
 
 
 @pytest.fixture(scope="module")
-def recipe():
-    spec = importlib.util.spec_from_file_location("plot_attention_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def recipe(load_recipe):
+    return load_recipe("plot_attention")
 
 
 @pytest.fixture(scope="module")

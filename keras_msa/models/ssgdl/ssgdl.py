@@ -178,7 +178,7 @@ class SSGDL(MSAModel):
                 num_heads=self.num_heads, mode=self.discrepancy_mode, dropout=self.dropout, name="psmdl"
             )
         self.lstm = layers.LSTM(d, name="prediction_lstm")
-        self.text_residual = layers.Dense(d, name="text_residual")
+        self.anchor_residual = layers.Dense(d, name="anchor_residual")
         self.head_dropout = layers.Dropout(self.dropout)
         self.head = layers.Dense(1, dtype="float32", name="score_head")
 
@@ -221,7 +221,7 @@ class SSGDL(MSAModel):
             )
             features = ops.concatenate([fused, disc], axis=-1)
         state = self.lstm(features, mask=mask, training=training)
-        h = state + self.text_residual(masked_mean(aligned[0], mask))
+        h = state + self.anchor_residual(masked_mean(aligned[0], mask))
         score = self.head(self.head_dropout(h, training=training))
         outputs = {"sentiment": score}
         if self.task == "phq8":
