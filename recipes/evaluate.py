@@ -3,7 +3,6 @@
     python recipes/evaluate.py --model_path=runs/lfdnn/model.keras --data=synthetic --split=test
 """
 
-import dataclasses
 import json
 import os
 import sys

@@ -84,7 +84,6 @@ def render_attention(cropped, output, title=None):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     n = len(cropped)
     cols = min(n, 3)

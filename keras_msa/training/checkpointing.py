@@ -19,9 +19,10 @@ import json
 import os
 import random
 import re
-import tempfile
 
 import numpy as np
+
+from keras_msa.utils.files import atomic_path
 
 _NAME = re.compile(r"^ckpt-(\d{10})\.npz$")
 
@@ -95,17 +96,9 @@ class CheckpointDirectory:
         payload = dict(arrays)
         payload["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         final = os.path.join(self.directory, f"ckpt-{int(step):010d}.npz")
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-ckpt-", suffix=".npz", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
+        with atomic_path(final, suffix=".npz", fsync=True) as tmp:
+            with open(tmp, "wb") as f:
                 np.savez(f, **payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
         _fsync_dir(self.directory)
         for old in self.paths()[: -self.keep]:
             try:

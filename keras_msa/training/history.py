@@ -10,10 +10,11 @@ import csv
 import io
 import math
 import os
-import tempfile
 import time
 
 import keras
+
+from keras_msa.utils.files import atomic_write_text
 
 
 def write_history_csv(path, rows):
@@ -30,17 +31,7 @@ def write_history_csv(path, rows):
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _cell(row.get(k)) for k in columns})
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=directory)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_text(path, buf.getvalue(), newline="")
 
 
 def _cell(v):

@@ -13,7 +13,6 @@ runs several seeds and writes their mean, spread and confidence intervals.
 import dataclasses
 import json
 import os
-import tempfile
 import time
 
 import keras
@@ -26,6 +25,8 @@ from keras_msa.training.callbacks import ValidationMetrics
 from keras_msa.training.evaluation import evaluate_model
 from keras_msa.training.evaluation import infer_task
 from keras_msa.training.evaluation import monitor_for
+from keras_msa.utils.files import atomic_path
+from keras_msa.utils.files import atomic_write_text
 
 
 @dataclasses.dataclass
@@ -65,31 +66,10 @@ class TrainConfig:
 _RESUME_FREE_FIELDS = ("epochs", "verbose", "output_dir", "checkpoint_every_steps", "keep_checkpoints")
 
 
-def _atomic_write_text(path, text):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_model_atomic(model, path):
     """`model.save(path)` through a temporary file renamed at the end."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def load_data(config, splits=("train", "valid", "test"), shuffle_train=True):
@@ -349,7 +329,7 @@ def _train(config, datasets, info):
     results["config"] = dataclasses.asdict(config)
 
     save_model_atomic(model, os.path.join(output_dir, "model.keras"))
-    _atomic_write_text(
+    atomic_write_text(
         os.path.join(output_dir, "metrics.json"), json.dumps(results, indent=2, default=float)
     )
     return results, model
@@ -381,11 +361,11 @@ def train_seeds(config, seeds):
         {k: r.get(k) for k in ("seed", "epochs_run", "best_epoch", "train_seconds")} for r in runs
     ]
     os.makedirs(config.output_dir, exist_ok=True)
-    _atomic_write_text(
+    atomic_write_text(
         os.path.join(config.output_dir, "seeds_summary.json"), json.dumps(summary, indent=2, default=float)
     )
     title = f"{config.model} on {config.data}"
     md = "\n".join(markdown_table(summary, split, title=f"{title} ({split})") for split in ("valid", "test")
                    if split in summary)
-    _atomic_write_text(os.path.join(config.output_dir, "seeds_summary.md"), md)
+    atomic_write_text(os.path.join(config.output_dir, "seeds_summary.md"), md)
     return summary, runs

@@ -1,6 +1,5 @@
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from keras_msa.layers import MaskedMultiHeadAttention

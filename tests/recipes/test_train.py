@@ -1,7 +1,6 @@
 """recipes/train.py and the runner: reproducibility, mixed precision, seeds,
 history, and resuming after SIGKILL."""
 
-import dataclasses
 import json
 import os
 import signal

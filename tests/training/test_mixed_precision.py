@@ -4,7 +4,6 @@ CPU: finite losses, float32 outputs, and predictions close to float32's."""
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_msa.models import available_models
 from keras_msa.models import get_model_class
