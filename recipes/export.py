@@ -21,6 +21,10 @@ flags.DEFINE_string("export_dir", None, "Target, e.g. saved_models/<name>/<versi
 flags.DEFINE_float("tolerance", 1e-5, "Largest allowed |SavedModel - Keras| on the probe batch.")
 
 
+RAW_TEXT_KEYS = ("text_raw", "raw_text")
+PROBE_SENTENCES = ("i really loved this movie", "it was boring and far too long", "okay")
+
+
 def probe_batch(model, batch_size=4, steps=20, seed=0):
     """A random batch with the feature widths the model was built with."""
     import numpy as np
@@ -34,6 +38,11 @@ def probe_batch(model, batch_size=4, steps=20, seed=0):
     dims = expected_dims_from_model(model)
     batch = {}
     for key, shape in shapes.items():
+        if key in RAW_TEXT_KEYS and len(shape) == 1:
+            # Models that tokenize in the graph (CrossSent with a backbone)
+            # take the sentences themselves: the signature gets a string input.
+            batch[key] = np.array([PROBE_SENTENCES[i % len(PROBE_SENTENCES)] for i in range(batch_size)])
+            continue
         if key.endswith("_mask"):
             continue
         t = shape[1] if len(shape) > 2 and shape[1] is not None else steps

@@ -286,3 +286,28 @@ def test_linear_warmup_callback_schedule(tiny_benchmark):
     np.testing.assert_allclose(seen, expected, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(float(model.optimizer.learning_rate), 1e-3, rtol=1e-6)
     assert features_model(warmup_proportion=0).training_callbacks() == []
+
+
+@pytest.mark.slow
+def test_export_recipe_probes_raw_text_models(tmp_path):
+    import subprocess
+    import sys
+
+    model = backbone_model()
+    batch, _ = text_batch()
+    model(batch)
+    model_path = str(tmp_path / "model.keras")
+    model.save(model_path)
+    export_dir = str(tmp_path / "saved_models" / "crosssent" / "1")
+    recipe = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "export.py")
+    proc = subprocess.run([sys.executable, recipe, f"--model_path={model_path}", f"--export_dir={export_dir}"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "max |SavedModel - Keras|" in proc.stdout
+    from keras_msa.export import load_serving_fn
+    from keras_msa.export import serve_numpy
+
+    fn = load_serving_fn(export_dir)
+    assert fn.structured_input_signature[1]["text_raw"].dtype == tf.string
+    served = serve_numpy(fn, batch)
+    np.testing.assert_allclose(served["sentiment"], np.asarray(model(batch)["sentiment"]), atol=1e-5, rtol=0)
