@@ -102,9 +102,16 @@ def summary(schema, output):
     lines = [f"Converted '{schema['dataset']}' into {os.path.abspath(output)}"]
     for split, n in schema["splits"].items():
         lines.append(f"  {split}: {n} examples ({len(schema['shards'][split])} shard(s))")
+    # What the reader says the data holds ("no text features; raw text for
+    # 2198 of 2199 segments") beats bare numbers that read as broken data.
+    holds = (schema.get("extra") or {}).get("holds") or {}
     for m, info in schema["modalities"].items():
-        lines.append(f"  {m}: dim {info['dim']}, length {info['min_length']}..{info['max_length']}, "
-                     f"missing in {info['missing']}")
+        line = (f"  {m}: dim {info['dim']}, length {info['min_length']}..{info['max_length']}, "
+                f"missing in {info['missing']}")
+        lines.append(f"  {m}: {holds[m]}" if m in holds and not info["max_length"] else
+                     line + (f" ({holds[m]})" if m in holds else ""))
+    if "raw_text" in holds:
+        lines.append(f"  raw_text: {holds['raw_text']}")
     lines.append(f"  labels: {', '.join(schema['labels'])}")
     repairs = schema.get("repairs") or {}
     lines.append("  repairs: " + (", ".join(f"{k}={v}" for k, v in repairs.items()) if repairs else "none"))

@@ -50,13 +50,26 @@ videos).
 Checks and repairs (`read_computational_sequence`, `read_csd`)
 ---------------------------------------------------------------
 
+A `.csd` reads itself and nothing else (`audit_hdf5`, run before any data is
+read): external links, soft links that dangle, loop or run through an
+external link, hard links back to an enclosing group (cycles), datasets with
+external storage (raw bytes of any other file) and virtual datasets are
+refused, naming the object's HDF5 path and the kind. ``allow_external=True``
+follows external links, external storage and virtual datasets and lists every
+file they read in ``meta["sources"]`` (dangling links and cycles are refused
+either way). The datasets a file declares may not add up to more than
+``max_read_bytes`` (default 64 times the file size, at least 256 MiB), so a
+small file cannot make the reader allocate gigabytes of fill values.
+
 Errors (`DataFormatError`, naming file, HDF5 key and problem): a file that is
 not readable HDF5 (truncated, corrupt), no root group / no ``data`` group, a
 video without ``features`` or ``intervals``, intervals not shaped (n, 2), row
 counts of features and intervals that differ, non-finite interval times or
-``end < start``, bytes features where numbers are expected, a label that is
-NaN/inf or outside the dataset's range, a video in two folds, a folds file
-that is not ``{split: [video ids]}``.
+``end < start``, bytes features where numbers are expected, complex or
+zero-width features, finite values beyond the float32 range (they would turn
+into inf), a label that is NaN/inf or outside the dataset's range, a video in
+two folds, a folds file that is not ``{split: [video ids]}``, folds that
+select no labelled segment at all.
 
 Repairs, counted in ``meta["repairs"]`` (never silent):
 
@@ -112,6 +125,8 @@ class ComputationalSequence:
             tokens ``(n,)``; intervals float64 ``(n, 2)``.
         metadata: ``{key: str}``.
         is_words: whether the features are bytes tokens.
+        files_read: other files HDF5 read for it (only with
+            `allow_external=True`; empty otherwise).
     """
 
     def __init__(self, path, root, data, metadata, is_words):
@@ -120,6 +135,7 @@ class ComputationalSequence:
         self.data = data
         self.metadata = metadata
         self.is_words = is_words
+        self.files_read = []
 
     @property
     def dim(self):
@@ -149,12 +165,195 @@ def _metadata_value(dataset):
     return _decode(value)
 
 
-def read_computational_sequence(path, root=None):
+def _human(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+
+
+def _external_storage_file(name, csd_path):
+    # HDF5's own rule for external raw data: absolute as is, else under
+    # HDF5_EXTFILE_PREFIX ("${ORIGIN}" = the file's folder), else the cwd.
+    name = _decode(name)
+    if os.path.isabs(name):
+        return name
+    prefix = os.environ.get("HDF5_EXTFILE_PREFIX")
+    if prefix:
+        prefix = prefix.replace("${ORIGIN}", os.path.dirname(os.path.abspath(csd_path)))
+        return os.path.abspath(os.path.join(prefix, name))
+    return os.path.abspath(name)
+
+
+def _virtual_source_file(name, csd_path):
+    if name == ".":
+        return os.path.abspath(csd_path)
+    if os.path.isabs(name):
+        return name
+    beside = os.path.join(os.path.dirname(os.path.abspath(csd_path)), name)
+    return beside if os.path.exists(beside) else os.path.abspath(name)
+
+
+def audit_hdf5(handle, path, allow_external=False, max_read_bytes="auto"):
+    """Checks every link and dataset of an open HDF5 file before anything is read.
+
+    A `.csd` is one self-contained file, so by default the reader refuses
+    whatever would make HDF5 read another file (or loop): external links,
+    soft links that are dangling, loop or leave the file, hard links back to
+    an ancestor group (a cycle), datasets with external storage (raw bytes of
+    any file) and virtual datasets (mapped onto other datasets or files).
+    With `allow_external=True` external links, external storage and virtual
+    datasets are followed and every file they read is returned; dangling
+    links and cycles are refused either way.
+
+    The declared size of every dataset counts against `max_read_bytes`
+    ("auto": 64 times the file size, at least 256 MiB), so a tiny file that
+    declares a huge (fill-value) dataset fails here instead of allocating it.
+
+    Returns:
+        The other files the datasets would read (absolute paths, sorted;
+        empty unless `allow_external`).
+
+    Raises:
+        DataFormatError: naming the file, the object's path and the link or
+            storage kind.
+    """
+    import h5py
+
+    size = os.path.getsize(path)
+    if max_read_bytes == "auto":
+        cap = max(256 << 20, 64 * size)
+        cap_note = "64 times the file size, at least 256 MiB"
+    elif max_read_bytes is None:
+        cap, cap_note = None, None
+    else:
+        cap, cap_note = int(max_read_bytes), f"max_read_bytes={int(max_read_bytes)}"
+    own = os.path.realpath(path)
+    opt_in = "; pass allow_external=True (reader option) to follow it and list the files it reads"
+    files = set()
+    checked = set()
+    total = [0]
+
+    def ident(obj):
+        return (os.path.realpath(obj.file.filename), h5py.h5o.get_info(obj.id).addr)
+
+    def check_dataset(dset, where):
+        external = dset.external
+        if external:
+            targets = [_external_storage_file(e[0], path) for e in external]
+            if not allow_external:
+                raise DataFormatError(f"dataset with external storage (its bytes live in {targets}): "
+                                      f"refused, a .csd must be self-contained{opt_in}", path=path, key=where)
+            files.update(targets)
+        if dset.is_virtual:
+            targets = sorted({_virtual_source_file(_decode(s.file_name), path) for s in dset.virtual_sources()})
+            if not allow_external:
+                raise DataFormatError(f"virtual dataset (mapped onto {targets}): refused, a .csd must be "
+                                      f"self-contained{opt_in}", path=path, key=where)
+            files.update(t for t in targets if os.path.realpath(t) != own)
+        declared = 0 if dset.shape is None else int(np.prod(dset.shape, dtype=np.float64) * dset.dtype.itemsize)
+        total[0] += declared
+        if cap is not None and total[0] > cap:
+            raise DataFormatError(
+                f"dataset declares shape {dset.shape} {dset.dtype} ({_human(declared)}); with the datasets before "
+                f"it the file would allocate {_human(total[0])} from {_human(size)} on disk, over the cap of "
+                f"{_human(cap)} ({cap_note}); pass max_read_bytes=<bytes> (reader option) if the file is "
+                f"genuine", path=path, key=where)
+
+    def resolve_soft(gpath, target, where, depth):
+        if depth > 32:
+            raise DataFormatError(f"soft link to {target} loops (more than 32 soft links): link cycle",
+                                  path=path, key=where)
+        full = target if target.startswith("/") else f"{gpath.rstrip('/')}/{target}"
+        cur, cur_path = handle["/"], ""
+        for part in [p for p in full.split("/") if p and p != "."]:
+            step = cur.get(part, getlink=True) if isinstance(cur, h5py.Group) else None
+            if step is None:
+                raise DataFormatError(f"soft link to {target} leads nowhere (dangling)", path=path, key=where)
+            if isinstance(step, h5py.ExternalLink):
+                raise DataFormatError(f"soft link to {target} leaves the file through the external link "
+                                      f"{cur_path}/{part} (to {step.filename}:{step.path}): refused{opt_in}",
+                                      path=path, key=where)
+            if isinstance(step, h5py.SoftLink):
+                cur = resolve_soft(cur_path or "/", step.path, where, depth + 1)
+            else:
+                cur = cur[part]
+            cur_path = f"{cur_path}/{part}"
+        return cur
+
+    def visit(group, gpath, ancestors):
+        for name in group:
+            where = f"{gpath.rstrip('/')}/{_decode(name)}"
+            try:
+                link = group.get(name, getlink=True)
+            except Exception as e:  # noqa: BLE001 - an unreadable link table is a corrupt file
+                raise DataFormatError(f"unreadable link: {e}", path=path, key=where) from None
+            if isinstance(link, h5py.ExternalLink):
+                if not allow_external:
+                    raise DataFormatError(f"external link to {link.filename}:{link.path}: refused, a .csd must "
+                                          f"be self-contained{opt_in}", path=path, key=where)
+            elif isinstance(link, h5py.SoftLink):
+                pass
+            elif not isinstance(link, h5py.HardLink):
+                raise DataFormatError(f"link of unsupported kind {type(link).__name__}: refused",
+                                      path=path, key=where)
+            kind = type(link).__name__.replace("Link", " link").lower()
+            if isinstance(link, h5py.SoftLink) and not allow_external:
+                # Resolved by hand: letting HDF5 resolve it would already open
+                # the other file when the path runs through an external link.
+                resolve_soft(gpath, link.path, where, 0)
+            try:
+                obj = group[name]
+            except KeyError:
+                target = getattr(link, "path", "?")
+                raise DataFormatError(f"{kind} to {target} leads nowhere (dangling)", path=path, key=where) from None
+            except RuntimeError as e:  # HDF5's "too many links"
+                raise DataFormatError(f"{kind} to {getattr(link, 'path', '?')} loops ({e}): link cycle",
+                                      path=path, key=where) from None
+            except (OSError, ValueError) as e:
+                raise DataFormatError(f"{kind} cannot be resolved: {e}", path=path, key=where) from None
+            obj_file = os.path.realpath(obj.file.filename)
+            if obj_file != own:
+                if not allow_external:
+                    raise DataFormatError(f"{kind} leaves the file (into {obj_file}): refused{opt_in}",
+                                          path=path, key=where)
+                files.add(obj_file)
+            key = ident(obj)
+            if isinstance(obj, h5py.Group):
+                if key in ancestors:
+                    raise DataFormatError(f"{kind} back to an enclosing group: link cycle", path=path, key=where)
+                if key in checked:
+                    continue
+                checked.add(key)
+                visit(obj, where, ancestors | {key})
+            elif isinstance(obj, h5py.Dataset):
+                if key in checked:
+                    continue
+                checked.add(key)
+                check_dataset(obj, where)
+
+    root = handle["/"]
+    start = ident(root)
+    checked.add(start)
+    visit(root, "/", {start})
+    return sorted(files)
+
+
+def read_computational_sequence(path, root=None, allow_external=False, max_read_bytes="auto"):
     """Reads a `.csd` file into a `ComputationalSequence`.
+
+    Every link and dataset is checked first (`audit_hdf5`): external links,
+    soft links that dangle, loop or leave the file, link cycles, external
+    storage and virtual datasets are refused unless `allow_external=True`,
+    and a file may not declare more than `max_read_bytes` of data.
 
     Args:
         path: the `.csd` (HDF5) file.
         root: the root group's name; default: the file's only root group.
+        allow_external: follow external links, external storage and virtual
+            datasets; the files they read are in the result's `files_read`.
+        max_read_bytes: cap on the bytes the file's datasets declare
+            ("auto": 64 times the file size, at least 256 MiB; None: no cap).
 
     Raises:
         DataFormatError: naming the file, the HDF5 key and the problem (see the
@@ -177,6 +376,7 @@ def read_computational_sequence(path, root=None):
             f"not a readable HDF5 computational sequence (truncated or corrupt file?): {e}", path=path
         ) from None
     with handle as f:
+        files_read = audit_hdf5(f, path, allow_external=allow_external, max_read_bytes=max_read_bytes)
         roots = [k for k in f.keys() if isinstance(f[k], h5py.Group)]
         if root is None:
             if len(roots) != 1:
@@ -221,7 +421,9 @@ def read_computational_sequence(path, root=None):
         if len(kinds) > 1:
             raise DataFormatError("mixes bytes (word) and numeric features across videos", path=path,
                                   key=f"/{root}/data")
-    return ComputationalSequence(path, _decode(root), data, metadata, is_words=kinds == {"words"})
+    seq = ComputationalSequence(path, _decode(root), data, metadata, is_words=kinds == {"words"})
+    seq.files_read = list(files_read)
+    return seq
 
 
 def _check_entry(features, intervals, path, key):
@@ -258,9 +460,22 @@ def _check_entry(features, intervals, path, key):
                                   path=path, key=f"{key}/features")
         tokens = np.array([_decode(t).strip() for t in features[:, 0]], dtype=object)
         return tokens, intervals, "words"
-    if not np.issubdtype(features.dtype, np.number):
-        raise DataFormatError(f"features must be numeric or bytes tokens; got dtype {features.dtype}",
+    if not np.issubdtype(features.dtype, np.number) or np.issubdtype(features.dtype, np.complexfloating):
+        raise DataFormatError(f"features must be real numbers or bytes tokens; got dtype {features.dtype}",
                               path=path, key=f"{key}/features")
+    if features.shape[1] == 0 and features.shape[0]:
+        raise DataFormatError(f"features have no columns (shape {features.shape})", path=path, key=f"{key}/features")
+    if features.dtype.itemsize > 4 or np.issubdtype(features.dtype, np.integer):
+        # A finite float64 beyond float32's range would become inf below and
+        # then be "repaired" as if the file held inf; say what happened.
+        with np.errstate(invalid="ignore"):
+            big = np.abs(features.astype(np.float64)) > np.finfo(np.float32).max
+        if big.any():
+            row, col = (int(i) for i in np.argwhere(big)[0])
+            raise DataFormatError(
+                f"{int(big.sum())} finite values exceed the float32 range (first: row {row}, column {col}, "
+                f"{features[row, col]!r}); the features must fit float32 (rescale them)",
+                path=path, key=f"{key}/features")
     return features.astype(np.float32), intervals, "numeric"
 
 
@@ -388,6 +603,8 @@ def read_csd(
     word_rule="overlap",
     nonfinite="zero",
     missing_dims="auto",
+    allow_external=False,
+    max_read_bytes="auto",
     verbose=False,
 ):
     """Builds `(splits, meta)` from CMU-MultimodalSDK computational sequences.
@@ -422,6 +639,11 @@ def read_csd(
             widths: MOSI text/audio/vision 768/5/20, MOSEI 768/74/35), so a
             model built on it fits the full-feature data too; None or {}
             leaves such modalities out.
+        allow_external: follow HDF5 external links, external storage and
+            virtual datasets (refused by default, see `audit_hdf5`); every
+            file they read is then listed in `meta["sources"]`.
+        max_read_bytes: cap on the bytes one file's datasets may declare
+            ("auto": 64 times its size, at least 256 MiB).
         verbose: log progress per video.
 
     Returns:
@@ -429,8 +651,10 @@ def read_csd(
         ("<video>_<k>"), `raw_text` (with words), `sentiment` (float), one
         float32 `[L, d]` array per feature modality and an empty `[0, d]`
         one per `missing_dims` modality;
-        `meta = {"dataset", "sources", "repairs", "label_ranges", "csd"}` (the
-        alignment settings, stored by recipes/convert.py in the schema's extra).
+        `meta = {"dataset", "sources", "repairs", "label_ranges", "csd",
+        "holds"}`: `csd` the alignment settings, `holds` what the data holds
+        per modality and for raw text, in words (both stored by
+        recipes/convert.py in the schema's extra; its summary prints `holds`).
     """
     if nonfinite not in ("zero", "error"):
         raise ValueError(f"nonfinite must be 'zero' or 'error'; got {nonfinite!r}")
@@ -462,15 +686,16 @@ def read_csd(
         label_range = LABEL_RANGES.get(str(dataset).lower())
 
     log = logging.getLogger(__name__)
-    label_seq = read_computational_sequence(labels)
+    audit = {"allow_external": allow_external, "max_read_bytes": max_read_bytes}
+    label_seq = read_computational_sequence(labels, **audit)
     if label_seq.is_words:
         raise DataFormatError("the labels file holds bytes tokens, not numeric labels", path=labels)
-    word_seq = read_computational_sequence(words) if words else None
+    word_seq = read_computational_sequence(words, **audit) if words else None
     if word_seq is not None and not word_seq.is_words:
         raise DataFormatError("the words file holds numeric features, not bytes tokens", path=words)
     feature_seqs = {}
     for m, p in features.items():
-        seq = read_computational_sequence(p)
+        seq = read_computational_sequence(p, **audit)
         if seq.is_words:
             raise DataFormatError(f"the {m} features file holds bytes tokens; pass it as words=", path=p)
         feature_seqs[m] = seq
@@ -546,9 +771,32 @@ def read_csd(
                 log.info("csd: %s %d/%d videos, %d segments", split, n_video + 1, len(vids), len(examples))
         splits[split] = examples
 
+    n_segments = sum(len(v) for v in splits.values())
+    if not n_segments:
+        raise DataFormatError(f"no labelled segment in any fold (folds {sorted(fold_map)} list "
+                              f"{len(in_folds)} videos; the labels file holds {len(label_seq.data)})",
+                              path=labels)
     sources = [labels] + ([words] if words else []) + [features[m] for m in feature_seqs]
     if folds_path:
         sources.append(_resolve(input_dir, folds_path))
+    for seq in [label_seq, word_seq] + list(feature_seqs.values()):
+        if seq is not None:
+            sources.extend(f for f in seq.files_read if f not in sources)
+    holds = {}
+    if word_seq is not None:
+        n_text = n_segments - repairs.get("segments_without_words", 0)
+        holds["raw_text"] = f"raw text for {n_text} of {n_segments} segments (from {os.path.basename(words)})"
+    for m, seq in feature_seqs.items():
+        n_missing = repairs.get(f"segments_missing_{m}", 0)
+        if n_missing:
+            holds[m] = (f"features for {n_segments - n_missing} of {n_segments} segments "
+                        f"(from {os.path.basename(seq.path)}, dim {dims[m]})")
+    for m, d in missing_dims.items():
+        note = (f"no {m} features in the source: every segment carries {m} as missing "
+                f"(dim {d} reserved, all-False mask)")
+        if m == "text" and word_seq is not None:
+            note += "; extract them from the raw text with recipes/extract_text_features.py"
+        holds[m] = note
     meta = {
         "dataset": dataset,
         "sources": sources,
@@ -562,6 +810,8 @@ def read_csd(
             "label_column": label_column,
             "feature_roots": {m: s.root for m, s in feature_seqs.items()},
             "missing_modalities": missing_dims,
+            "allow_external": bool(allow_external),
         },
+        "holds": holds,
     }
     return splits, meta

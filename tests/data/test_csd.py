@@ -288,3 +288,24 @@ def test_without_words(mini):
     splits, meta = read_csd(str(mini), words=False, features={}, missing_dims=None)
     assert "raw_text" not in splits["train"][0] and set(splits["train"][0]) == {"id", "sentiment"}
     assert not any(s.endswith("Words.csd") for s in meta["sources"])
+
+
+def test_summary_says_what_the_dataset_holds(mini, tmp_path, load_recipe):
+    """Raw text but no text features is what a words-only .csd holds; the
+    summary says so instead of "text: length 0..0, missing in 5"."""
+    convert = load_recipe("convert")
+    out = tmp_path / "out"
+    schema = convert.convert("csd", str(mini), str(out), dataset="mosi", progress=False)
+    holds = schema["extra"]["holds"]
+    assert holds["raw_text"] == "raw text for 5 of 5 segments (from Toy_TimestampedWords.csd)"
+    assert holds["audio"] == "features for 3 of 5 segments (from Toy_COVAREP.csd, dim 3)"
+    text = convert.summary(schema, str(out))
+    assert "  raw_text: raw text for 5 of 5 segments" in text
+    assert ("  text: no text features in the source: every segment carries text as missing (dim 768 reserved, "
+            "all-False mask); extract them from the raw text with recipes/extract_text_features.py") in text
+    assert "  audio: dim 3, length 0..4, missing in 2 (features for 3 of 5 segments" in text
+    d = mosi_dir()
+    if d is not None:
+        schema = convert.convert("csd", d, str(tmp_path / "mosi"), dataset="mosi", progress=False)
+        text = convert.summary(schema, str(tmp_path / "mosi"))
+        assert "raw_text: raw text for 2198 of 2199 segments" in text and "missing in 2199" not in text
