@@ -1,6 +1,7 @@
 """keras_msa.data.labelcsv: MMSA-FET label.csv + per-clip .npy/.npz."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -127,3 +128,165 @@ def test_bad_arrays(tmp_path):
         read_labelcsv(str(tmp_path))
     with pytest.raises(DataFormatError, match="no label.csv"):
         read_labelcsv(str(tmp_path / "features"))
+
+
+def _set_ids(d, vid, cid, line=0):
+    """Rewrites the ids of data row `line` (0-based) of label.csv."""
+    p = d / "label.csv"
+    lines = p.read_text().splitlines(keepends=True)
+    cells = lines[1 + line].split(",")
+    cells[0], cells[1] = vid, cid
+    lines[1 + line] = ",".join(cells)
+    p.write_text("".join(lines))
+
+
+def _secret_npz(tmp_path, name="1"):
+    secret = tmp_path / "secret"
+    secret.mkdir(exist_ok=True)
+    np.savez(secret / f"{name}.npz", text=np.full((2, 4), 7.0, np.float32))
+    return secret
+
+
+@pytest.mark.parametrize("where", ["dotdot_video", "dotdot_clip", "absolute", "separator", "dot"])
+def test_ids_cannot_lead_reads_out_of_the_input(tmp_path, where):
+    d = tmp_path / "in"
+    d.mkdir()
+    write_fixture(d)
+    secret = _secret_npz(tmp_path, "x")
+    vid, cid, column = {
+        "dotdot_video": ("../../secret", "x", "video_id"),
+        "dotdot_clip": ("vA", "../../../secret/x", "clip_id"),
+        "absolute": (str(secret), "x", "video_id"),
+        "separator": ("vA", "sub/1", "clip_id"),
+        "dot": ("..", "x", "video_id"),
+    }[where]
+    _set_ids(d, vid, cid, line=2)
+    bad = cid if column == "clip_id" else vid
+    with pytest.raises(DataFormatError, match=rf"label.csv: line 4, column {column}: {column} '{re.escape(bad)}'"):
+        read_labelcsv(str(d), dataset="sims")
+
+
+def test_symlinks_out_of_the_input_are_refused(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    write_fixture(d)
+    secret = _secret_npz(tmp_path, "1")
+    import shutil
+
+    shutil.rmtree(d / "features" / "vA")
+    os.symlink(secret, d / "features" / "vA")
+    with pytest.raises(DataFormatError, match=r"vA/1.npz: line 2 \(vA\$_\$1\): resolves to .*secret/1.npz, outside"):
+        read_labelcsv(str(d), dataset="sims")
+    # A symlink that stays inside the input directory is fine.
+    os.remove(d / "features" / "vA")
+    os.rename(secret, d / "features" / "elsewhere")
+    np.savez(d / "features" / "elsewhere" / "1.npz", text=np.ones((3, 4), np.float32),
+             audio=np.ones((5, 2), np.float32), vision=np.ones(6, np.float32))
+    os.symlink(d / "features" / "elsewhere", d / "features" / "vA")
+    splits, _ = read_labelcsv(str(d), dataset="sims")
+    assert splits["train"][0]["text"].shape == (3, 4)
+
+
+def test_field_counts_header_only_and_na_text(tmp_path):
+    write_fixture(tmp_path)
+    p = tmp_path / "label.csv"
+    good = p.read_text()
+    lines = good.splitlines(keepends=True)
+    lines[1] = lines[1].replace('"i love it"', "i, love, it")  # two unquoted commas
+    lines[3] = lines[3].replace('"so so"', "so, so")
+    p.write_text("".join(lines))
+    with pytest.raises(DataFormatError, match=r"label.csv: 2 row\(s\) do not have the header's 9 fields: "
+                                              r"line 2 \(11 fields\), line 4 \(10 fields\); a comma .* quoted"):
+        read_labelcsv(str(tmp_path))
+    p.write_text(HEADER)
+    with pytest.raises(DataFormatError, match="label.csv: no rows after the header"):
+        read_labelcsv(str(tmp_path))
+    # A quoted text spanning two lines shifts the line numbers of what follows.
+    p.write_text(good.replace('"not, really"', '"not,\nreally"').replace('"so so"', "nan"))
+    splits, meta = read_labelcsv(str(tmp_path), dataset="sims")
+    assert splits["valid"][0]["raw_text"] == "" and meta["repairs"] == {"text_na_markers_emptied": 1}
+    assert splits["train"][1]["raw_text"] == "not,\nreally"
+    assert meta["holds"]["raw_text"] == "raw text for 3 of 4 clips"
+    p.write_text(good.replace("vB,2", "vB,1", 1).replace('"not, really"', '"not,\nreally"'))
+    with pytest.raises(DataFormatError, match=r"line 6 \(vB\$_\$1\): duplicate \(video_id, clip_id\) of line 5"):
+        read_labelcsv(str(tmp_path))
+
+
+def test_missing_modality_is_carried_as_missing(tmp_path):
+    """No audio file for any clip: audio is still in every example (empty,
+    masked out), as the .csd reader does; the width comes from the dataset or
+    `modality_dims`, and the error names that option."""
+    import shutil
+
+    from keras_msa.data.tfrecord import load_split
+    from keras_msa.data.tfrecord import write_dataset
+
+    d = tmp_path / "in"
+    d.mkdir()
+    write_fixture(d)
+    shutil.rmtree(d / "features" / "audio")
+    for npz in (d / "features").glob("*/*.npz"):
+        with np.load(npz) as z:
+            kept = {k: z[k] for k in z.files if k != "audio"}
+        np.savez(npz, **kept)
+    with pytest.raises(DataFormatError, match=r"no audio feature file for any clip .* pass modality_dims=\{'audio': D\}"):
+        read_labelcsv(str(d), dataset="custom")
+    splits, meta = read_labelcsv(str(d), dataset="custom", modality_dims={"audio": 33})
+    assert all(e["audio"].shape == (0, 33) for v in splits.values() for e in v)
+    assert meta["repairs"]["clips_missing_audio"] == 4 and "dim 33 reserved" in meta["holds"]["audio"]
+    splits, meta = read_labelcsv(str(d), dataset="sims")  # SIMS: MMSA's audio width
+    assert splits["test"][0]["audio"].shape == (0, 33)
+    with pytest.raises(DataFormatError, match=r"text width 4 differs from modality_dims\['text'\]=768"):
+        read_labelcsv(str(d), dataset="custom", modality_dims={"audio": 33, "text": 768})
+    out = tmp_path / "out"
+    write_dataset(out, splits, dataset="sims", sources=meta["sources"], label_ranges=meta["label_ranges"],
+                  repairs=meta["repairs"], progress=False)
+    inputs, _ = next(iter(load_split(out, "train", batch_size=2)))
+    assert inputs["audio"].shape[-1] == 33 and not inputs["audio_mask"].numpy().any()
+    assert inputs["text_mask"].numpy().any()
+
+
+def test_no_feature_files_at_all(tmp_path):
+    import shutil
+
+    write_fixture(tmp_path)
+    shutil.rmtree(tmp_path / "features")
+    with pytest.raises(DataFormatError, match=r"no feature file for any of the 4 clips \(expected features/"):
+        read_labelcsv(str(tmp_path), dataset="sims")
+    splits, meta = read_labelcsv(str(tmp_path), dataset="sims",
+                                 modality_dims={"text": 768, "audio": 33, "vision": 709})
+    assert splits["train"][0]["vision"].shape == (0, 709) and splits["train"][0]["raw_text"] == "i love it"
+    assert "extract_text_features.py" in meta["holds"]["text"]
+
+
+def test_forged_array_headers_and_values(tmp_path):
+    import zipfile
+
+    write_fixture(tmp_path)
+    npy = tmp_path / "features" / "text" / "vA" / "2.npy"
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 4), np.float32))
+    header["shape"] = (10**6, 10**5)  # 400 GB declared, 16 bytes of body
+    with open(npy, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 16)
+    with pytest.raises(DataFormatError, match=r"2.npy: the header declares \(1000000, 100000\) float32 .*truncated or forged"):
+        read_labelcsv(str(tmp_path))
+    np.save(npy, np.ones((3, 4)))
+    npz = tmp_path / "features" / "vA" / "1.npz"
+    with zipfile.ZipFile(npz, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("text.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+    with pytest.raises(DataFormatError, match=r"1.npz: text: the array declares .* over the cap of 256.0 MiB; "
+                                              r"pass max_array_bytes"):
+        read_labelcsv(str(tmp_path))
+    np.savez(npz, text=np.full((3, 4), 1e39), audio=np.ones((5, 2)), vision=np.ones(6))
+    with pytest.raises(DataFormatError, match=r"1.npz: text: 12 finite values exceed the float32 range"):
+        read_labelcsv(str(tmp_path))
+
+
+def test_nan_label_without_range_is_a_clear_error(tmp_path):
+    write_fixture(tmp_path)
+    p = tmp_path / "label.csv"
+    p.write_text(p.read_text().replace("0.8,0.6", "nan,0.6", 1))
+    with pytest.raises(DataFormatError, match=r"line 2 \(vA\$_\$1\): label is 'nan': a label must be a finite"):
+        read_labelcsv(str(tmp_path), label_range=None)
