@@ -4,13 +4,36 @@ Conventions (DATA.md): a mask is boolean `[B, T]`, True marks a real step. A
 modality that is missing for a sample has an all-False mask; every helper here
 returns finite values for such rows (zeros for pooling, a uniform-free zero
 attention row for softmax) instead of NaN.
+
+Masking is done by selection (`ops.where`), never by multiplying with the
+mask: padded steps may hold -inf, inf or NaN (MMSA audio holds -inf), and
+`0 * inf` is NaN. Selecting also keeps gradients finite, provided the
+selection happens before any arithmetic touches the padded values (the
+gradient of a product with an inf operand is NaN even where the product is
+discarded afterwards), which is why layers zero their inputs first.
 """
 
 from keras import ops
 
 
-def _as_float_mask(mask, dtype):
-    return ops.cast(mask, dtype)
+def _expand_like(mask, x):
+    """Boolean `mask` `[B, T]` with trailing unit axes up to the rank of `x`."""
+    m = ops.cast(mask, "bool")
+    while len(m.shape) < len(x.shape):
+        m = ops.expand_dims(m, -1)
+    return m
+
+
+def zero_masked(x, mask=None):
+    """`x` `[B, T, ...]` with every step where `mask` `[B, T]` is False set to
+    exactly 0 (by selection, so inf/NaN under the mask cannot survive).
+
+    A None mask returns `x` unchanged.
+    """
+    if mask is None:
+        return x
+    x = ops.convert_to_tensor(x)
+    return ops.where(_expand_like(mask, x), x, ops.zeros_like(x))
 
 
 def masked_mean(x, mask=None, axis=1):
@@ -23,14 +46,15 @@ def masked_mean(x, mask=None, axis=1):
 
     Returns:
         `x` reduced over `axis`; rows whose mask is all False give zeros.
+        Values under the mask (inf and NaN included) change nothing, in the
+        output or in its gradient.
     """
     if mask is None:
         return ops.mean(x, axis=axis)
-    m = _as_float_mask(mask, x.dtype)
-    while len(m.shape) < len(x.shape):
-        m = ops.expand_dims(m, -1)
-    total = ops.sum(x * m, axis=axis)
-    count = ops.sum(m, axis=axis)
+    x = ops.convert_to_tensor(x)
+    m = _expand_like(mask, x)
+    total = ops.sum(ops.where(m, x, ops.zeros_like(x)), axis=axis)
+    count = ops.sum(ops.cast(m, x.dtype), axis=axis)
     # max(count, 1) keeps an all-padding row at exactly zero instead of 0/0.
     return total / ops.maximum(count, ops.ones_like(count))
 
@@ -39,18 +63,20 @@ def last_valid_step(x, mask=None):
     """The state at the last True step of each row of `x` `[B, T, D]`.
 
     Rows with no True step return zeros. Masks need not be left-aligned: the
-    last True position is used.
+    last True position is used. The step is selected (not weighted by a
+    one-hot), so values at other steps, inf and NaN included, never reach the
+    result or its gradient.
     """
     if mask is None:
         return x[:, -1, :]
-    m = ops.cast(mask, "int32")
+    x = ops.convert_to_tensor(x)
+    m = ops.cast(mask, "bool")
     steps = ops.shape(x)[1]
     positions = ops.arange(steps, dtype="int32")[None, :]
-    # Index of the last real step; -1 when there is none.
-    last = ops.max(ops.where(m > 0, positions, -ops.ones_like(positions)), axis=1)
-    onehot = ops.one_hot(ops.maximum(last, 0), steps, dtype=x.dtype)
-    has_any = ops.cast(last >= 0, x.dtype)[:, None]
-    return ops.einsum("bt,btd->bd", onehot, x) * has_any
+    # Index of the last real step; -1 when there is none (selects nothing).
+    last = ops.max(ops.where(m, positions, -ops.ones_like(positions)), axis=1)
+    chosen = ops.equal(positions, last[:, None])
+    return ops.sum(ops.where(chosen[:, :, None], x, ops.zeros_like(x)), axis=1)
 
 
 def sequence_mask(lengths, maxlen):
@@ -91,3 +117,66 @@ def masked_softmax(scores, mask=None, axis=-1):
     # Renormalise only where something is valid; all-masked rows stay zero.
     denom = ops.sum(weights, axis=axis, keepdims=True)
     return weights / ops.maximum(denom, ops.full_like(denom, 1e-9))
+
+
+def masked_rnn(rnn, inputs, mask=None, training=None):
+    """Runs the Keras RNN layer `rnn` (LSTM, GRU) on `inputs` `[B, T, D]` with
+    a mask that every RNN kernel accepts, cuDNN included.
+
+    On a GPU, Keras' TensorFlow backend runs LSTM (and GRU with
+    `reset_after=True`) through cuDNN whenever the layer's activations are
+    tanh/sigmoid, `use_bias=True` and `unroll=False`
+    (`keras/src/backend/tensorflow/rnn.py`, `cudnn_ok`). With a mask, that
+    kernel first asserts (`_assert_valid_mask`) that no row is fully masked
+    and that every row is right-padded (its True steps form a prefix). Inside
+    `tf.function` (`fit`, `predict`, SavedModels) a failed assertion is a
+    run-time error: a sample with a missing modality (all-False mask) or a
+    left-padded batch would crash training on a GPU while passing on CPU.
+
+    This helper makes both conditions true by construction:
+
+    - the real steps of each row are packed to the front, in order (a
+      left-padded or holed mask becomes right-padded; the generic kernel
+      skips masked steps, so its outputs at real steps are the same either
+      way), and unpacked afterwards;
+    - a row with no real step gets one real, all-zero step at position 0,
+      and its outputs are zeroed afterwards.
+
+    Padded inputs are zeroed (by selection) before the RNN, so inf/NaN under
+    the mask reach neither the outputs nor the gradients.
+
+    Args:
+        rnn: a Keras RNN layer without `return_state` or `go_backwards`.
+        inputs: float `[B, T, D]`.
+        mask: boolean `[B, T]` (None: all steps real, passed straight on).
+        training: forwarded to the layer.
+
+    Returns:
+        What `rnn` returns: `[B, T, H]` with zeros at padded steps when
+        `return_sequences=True`, else the state after the last real step
+        `[B, H]`; rows with no real step give zeros.
+    """
+    if mask is None:
+        return rnn(inputs, training=training)
+    if getattr(rnn, "return_state", False) or getattr(rnn, "go_backwards", False):
+        raise ValueError(
+            f"masked_rnn supports RNN layers without return_state and go_backwards; "
+            f"'{rnn.name}' has return_state={rnn.return_state}, "
+            f"go_backwards={rnn.go_backwards}."
+        )
+    mask = ops.cast(mask, "bool")
+    inputs = zero_masked(inputs, mask)
+    steps = ops.shape(inputs)[1]
+    positions = ops.arange(steps, dtype="int32")[None, :]
+    # Real steps sort before padded ones and keep their order (the keys are
+    # distinct, so no stable sort is needed).
+    order = ops.argsort(ops.where(mask, positions, positions + steps), axis=1)
+    count = ops.sum(ops.cast(mask, "int32"), axis=1)
+    packed = ops.take_along_axis(inputs, order[:, :, None], axis=1)
+    packed_mask = positions < ops.maximum(count, 1)[:, None]
+    out = rnn(packed, mask=packed_mask, training=training)
+    if getattr(rnn, "return_sequences", False):
+        inverse = ops.argsort(order, axis=1)
+        out = ops.take_along_axis(out, inverse[:, :, None], axis=1)
+        return zero_masked(out, mask)
+    return ops.where((count > 0)[:, None], out, ops.zeros_like(out))

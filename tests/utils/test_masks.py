@@ -55,3 +55,126 @@ def test_sequence_mask():
         np.asarray(sequence_mask(np.array([0, 2, 4]), 4)),
         [[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]],
     )
+
+
+# ------------------------------------------------- non-finite values under masks
+import keras  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_msa.utils.masks import masked_rnn  # noqa: E402
+from keras_msa.utils.masks import zero_masked  # noqa: E402
+
+POISON = [np.inf, -np.inf, np.nan]
+
+
+def _poisoned(x, mask, value):
+    y = x.copy()
+    y[~mask] = value
+    return y
+
+
+@pytest.mark.parametrize("value", POISON)
+def test_masked_mean_and_last_valid_step_ignore_inf_and_nan_under_the_mask(value):
+    x, mask = _data()
+    bad = tf.constant(_poisoned(x, mask, value))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(bad)
+        mean = masked_mean(bad, mask)
+        last = last_valid_step(bad, mask)
+    np.testing.assert_allclose(np.asarray(mean), np.asarray(masked_mean(x, mask)), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(last), np.asarray(last_valid_step(x, mask)), atol=1e-6)
+    for out in (mean, last):
+        g = np.asarray(tape.gradient(out, bad))
+        assert np.isfinite(g).all() and np.all(g[~mask] == 0)
+
+
+@pytest.mark.parametrize("value", POISON)
+def test_zero_masked_selects_instead_of_multiplying(value):
+    x, mask = _data()
+    out = np.asarray(zero_masked(_poisoned(x, mask, value), mask))
+    np.testing.assert_array_equal(out[~mask], 0.0)
+    np.testing.assert_array_equal(out[mask], x[mask])
+    four_d = np.repeat(_poisoned(x, mask, value)[..., None], 2, axis=-1)
+    assert np.isfinite(np.asarray(zero_masked(four_d, mask))).all()
+
+
+class _SpyLSTM(keras.layers.LSTM):
+    """An LSTM that records the masks it is called with."""
+
+    seen = []
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        self.seen.append(None if mask is None else np.asarray(mask))
+        return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+
+
+def _rnn_data():
+    x = np.random.default_rng(3).standard_normal((5, 6, 3)).astype("float32")
+    mask = np.array(
+        [
+            [1, 1, 1, 1, 0, 0],  # right-padded
+            [0, 0, 1, 1, 1, 1],  # left-padded
+            [0, 0, 0, 0, 0, 0],  # missing modality
+            [1, 0, 1, 0, 1, 0],  # holes
+            [1, 1, 1, 1, 1, 1],  # full
+        ],
+        bool,
+    )
+    return x, mask
+
+
+def _cudnn_would_accept(mask):
+    """Keras' cuDNN mask conditions (`_assert_valid_mask`): every row has a
+    real step and its real steps form a prefix."""
+    counts = mask.sum(1)
+    prefix = np.arange(mask.shape[1])[None, :] < counts[:, None]
+    return bool((counts > 0).all() and (mask == prefix).all())
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_masked_rnn_only_passes_cudnn_valid_masks_and_keeps_real_rows(return_sequences):
+    x, mask = _rnn_data()
+    keras.utils.set_random_seed(0)
+    rnn = _SpyLSTM(4, return_sequences=return_sequences)
+    reference = np.asarray(rnn(x, mask=mask))  # generic kernel on the raw mask
+    _SpyLSTM.seen.clear()
+    out = np.asarray(masked_rnn(rnn, x, mask))
+    assert len(_SpyLSTM.seen) == 1 and _cudnn_would_accept(_SpyLSTM.seen[0])
+    assert not _cudnn_would_accept(mask)  # the raw mask would have failed on a GPU
+    assert np.isfinite(out).all()
+    if return_sequences:
+        # Real steps are unchanged (the generic kernel skips masked steps, so
+        # packing them out gives the same states); padded steps are zero.
+        np.testing.assert_allclose(out[mask], reference[mask], atol=1e-6)
+        np.testing.assert_array_equal(out[~mask], 0.0)
+    else:
+        keep = mask.any(1)
+        np.testing.assert_allclose(out[keep], reference[keep], atol=1e-6)
+        np.testing.assert_array_equal(out[~keep], 0.0)
+
+
+@pytest.mark.parametrize("value", POISON)
+def test_masked_rnn_outputs_and_gradients_are_finite_with_inf_nan_padding(value):
+    x, mask = _rnn_data()
+    keras.utils.set_random_seed(1)
+    rnn = keras.layers.GRU(4, return_sequences=True)
+    clean = np.asarray(masked_rnn(rnn, x, mask))
+    bad = tf.constant(_poisoned(x, mask, value))
+    with tf.GradientTape() as tape:
+        tape.watch(bad)
+        out = masked_rnn(rnn, bad, mask, training=True)
+        loss = tf.reduce_sum(out * out)
+    np.testing.assert_allclose(np.asarray(out), clean, atol=1e-6)
+    grads = tape.gradient(loss, rnn.trainable_weights + [bad])
+    for g in grads:
+        assert np.isfinite(np.asarray(g)).all()
+    assert np.all(np.asarray(grads[-1])[~mask] == 0)
+
+
+def test_masked_rnn_without_mask_and_bad_layers():
+    x, _ = _rnn_data()
+    rnn = keras.layers.LSTM(2, return_sequences=True)
+    np.testing.assert_allclose(np.asarray(masked_rnn(rnn, x)), np.asarray(rnn(x)), atol=1e-6)
+    with pytest.raises(ValueError, match="return_state"):
+        masked_rnn(keras.layers.LSTM(2, return_state=True), x, np.ones((5, 6), bool))
