@@ -5,6 +5,13 @@
 The `serving_default` signature takes the batch keys (`text`, `text_mask`,
 `audio`, ...) as named inputs and returns `sentiment`. The export is checked
 against the Keras model on a probe batch before the command succeeds.
+
+`--export_dir` may be new, empty, or an earlier export (replaced atomically:
+the old one is renamed aside and deleted only once the new one is in place).
+Anything else there is refused unless `--overwrite`; a directory that holds
+the model being exported, or version folders of other exports, is always
+refused (export to `<dir>/<next version>`). The model loads in Keras's safe
+mode (no code from the file runs).
 """
 
 import os
@@ -18,7 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "A .keras file written by recipes/train.py.", required=True)
 flags.DEFINE_string("export_dir", None, "Target, e.g. saved_models/<name>/<version>.", required=True)
-flags.DEFINE_float("tolerance", 1e-5, "Largest allowed |SavedModel - Keras| on the probe batch.")
+flags.DEFINE_float("tolerance", 1e-5, "Largest allowed |SavedModel - Keras| on the probe batch (>= 0).")
+flags.DEFINE_bool("overwrite", False, "Delete what --export_dir holds even if it is not an earlier "
+                  "SavedModel export (never the source model or other versions' folders).")
 
 
 RAW_TEXT_KEYS = ("text_raw", "raw_text")
@@ -63,22 +72,42 @@ def probe_batch(model, batch_size=4, steps=20, seed=0):
 
 def main(argv):
     del argv
-    import keras
+    import math
+
     import numpy as np
 
-    import keras_msa  # noqa: F401
     from keras_msa.export import export_saved_model
     from keras_msa.export import load_serving_fn
     from keras_msa.export import serve_numpy
+    from keras_msa.export.saved_model import ExportTargetError
+    from keras_msa.export.saved_model import check_export_target
+    from keras_msa.utils.loading import ModelFileError
+    from keras_msa.utils.loading import load_model
 
-    model = keras.saving.load_model(FLAGS.model_path)
-    batch = probe_batch(model)
-    export_saved_model(model, FLAGS.export_dir, batch)
+    if not (FLAGS.tolerance >= 0 and math.isfinite(FLAGS.tolerance)):
+        raise app.UsageError(f"--tolerance must be a finite number >= 0; got {FLAGS.tolerance}.")
+    try:
+        # Before the (slow) model load: a target that must not be replaced
+        # is refused at once.
+        check_export_target(FLAGS.export_dir, overwrite=FLAGS.overwrite, source_path=FLAGS.model_path)
+        model = load_model(FLAGS.model_path, label="--model_path")
+    except (ExportTargetError, ModelFileError, FileNotFoundError) as e:
+        raise SystemExit(f"export.py: {e}")
+    try:
+        batch = probe_batch(model)
+    except ValueError as e:
+        raise SystemExit(f"export.py: --model_path={FLAGS.model_path}: {e}")
+    try:
+        export_saved_model(model, FLAGS.export_dir, batch, overwrite=FLAGS.overwrite,
+                           source_path=FLAGS.model_path)
+    except ExportTargetError as e:
+        raise SystemExit(f"export.py: {e}")
     served = serve_numpy(load_serving_fn(FLAGS.export_dir), batch)
     expected = model(batch, training=False)
     worst = max(float(np.max(np.abs(served[k] - np.asarray(expected[k])))) for k in served)
-    if worst > FLAGS.tolerance:
-        raise SystemExit(f"SavedModel differs from the Keras model by {worst:.2e} > {FLAGS.tolerance}.")
+    if not worst <= FLAGS.tolerance:
+        raise SystemExit(f"SavedModel at {FLAGS.export_dir} differs from the Keras model by {worst:.2e} > "
+                         f"--tolerance={FLAGS.tolerance} on a probe batch.")
     print(f"Exported {FLAGS.model_path} to {FLAGS.export_dir} (outputs {sorted(served)}; "
           f"max |SavedModel - Keras| = {worst:.2e} on a probe batch)")
 

@@ -26,7 +26,7 @@ def text_serving_signature(example_batch, free_time=True):
     return serving_signature(example_batch, free_time)
 
 
-def export_text_saved_model(model, export_dir, example_batch, free_time=True, overwrite=True):
+def export_text_saved_model(model, export_dir, example_batch, free_time=True, overwrite=False, source_path=None):
     """Writes `model` as a SavedModel whose `serving_default` takes raw text.
 
     Args:
@@ -37,7 +37,9 @@ def export_text_saved_model(model, export_dir, example_batch, free_time=True, ov
             (e.g. `text_raw`) and the numeric inputs (`audio`, `audio_mask`,
             `vision`, `vision_mask`) whose dtypes and widths fix the signature.
         free_time: leave the numeric time dimensions unspecified.
-        overwrite: replace an existing export.
+        overwrite: also delete a non-empty `export_dir` that is not an
+            earlier export (see `export_saved_model`; default: refuse).
+        source_path: the `.keras` file the model came from (refused as a target).
 
     Returns:
         `export_dir`, written atomically (temporary sibling renamed at the end).
@@ -52,7 +54,7 @@ def export_text_saved_model(model, export_dir, example_batch, free_time=True, ov
         fn(text_raw=tf.constant(["so boring"]), audio=..., ...)["sentiment"]
     """
     text_serving_signature(example_batch, free_time)
-    return export_saved_model(model, export_dir, example_batch, free_time, overwrite)
+    return export_saved_model(model, export_dir, example_batch, free_time, overwrite, source_path)
 
 
 load_text_serving_fn = load_serving_fn

@@ -156,3 +156,13 @@ class MSAModel(keras.Model):
         config = super().get_config()
         config.update({"task_loss": self.task_loss})
         return config
+
+    # -- Input validation hook (issue 13). ---------------------------------
+    def __call__(self, *args, **kwargs):
+        """Rejects NaN / inf in real (unmasked) input steps before the model
+        runs (`keras_msa.data.validation.validate_finite`), so that Keras,
+        `predict` and the exported SavedModel behave alike."""
+        from keras_msa.data.validation import validate_finite
+
+        validate_finite(args[0] if args else kwargs.get("inputs"))
+        return super().__call__(*args, **kwargs)
