@@ -34,11 +34,26 @@ PHQ-8 total, 0-24, what ``SSGDL(task="phq8")`` and the AVEC metrics take),
 ``audio``/``vision``/(``text``) float32 ``[L, D]``, and ``raw_text`` when
 ``transcripts=True`` and the transcript exists.
 
+Every modality is in every example (DATA.md: a missing modality is zeros with
+an all-False mask, never an absent key). A modality whose feature set is None
+(text, by default) is an empty ``[0, D]`` array in every example, ``D`` from
+the reader option ``modality_dims`` (default ``{"text": 768}``, the BERT width
+the other readers reserve; audio and vision have no default, and the error
+names the option).
+
+Reads stay inside the input directory: a participant id must be a plain name
+(no path separator, not ``.``/``..``, not absolute), and a feature or
+transcript file whose real path (symlinks resolved) lies outside the input
+directory is refused.
+
 Errors (`DataFormatError` naming file, key and problem): a split file without
-a participant or PHQ-8 column, a PHQ-8 that is not a number or outside
-[0, 24], a participant in two splits or twice in one, a feature file that
-cannot be parsed, has no numeric column, or a width that differs between
-sessions. Counted repairs in ``meta["repairs"]``: ``sessions_missing_<modality>``
+a participant or PHQ-8 column, an empty participant id or one that is not a
+plain name, a PHQ-8 that is not a number or outside [0, 24], a participant in
+two splits or twice in one, no participant in any split file, a feature file
+that cannot be parsed, has no numeric column, complex values, finite values
+beyond the float32 range, an ``.npy`` header that declares more than its file
+holds or more than ``max_array_bytes``, or a width that differs between
+sessions; a transcript that cannot be read or parsed. Counted repairs in ``meta["repairs"]``: ``sessions_missing_<modality>``
 (no file for that participant: empty ``[0, D]`` sequence, masked out
 downstream), ``nonfinite_feature_values_zeroed/<modality>`` (NaN/inf set to 0;
 ``nonfinite="error"`` raises), ``non_numeric_feature_values_zeroed/<modality>``.
@@ -53,11 +68,17 @@ import re
 import numpy as np
 
 from keras_msa.data.errors import DataFormatError
+from keras_msa.data.labelcsv import MAX_ARRAY_BYTES
+from keras_msa.data.labelcsv import check_id
+from keras_msa.data.labelcsv import load_array
 
 PHQ8_RANGE = (0.0, 24.0)
 DEFAULT_AUDIO = "OpenSMILE2.3.0_egemaps"
 DEFAULT_VISION = "OpenFace2.1.0_Pose_gaze_AUs"
 BOOKKEEPING_COLUMNS = ("name", "frametime", "frame", "timestamp", "face_id", "faceid", "confidence", "success")
+#: Widths of modalities read without a feature set (`read_avec(modality_dims=)`).
+MISSING_DIMS = {"text": 768}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 _ID_COLUMNS = ("participantid", "participant", "id", "pid")
 _SCORE_COLUMNS = ("phqscore", "phq8score", "phq8", "phq", "phq8total", "phqtotal")
@@ -107,9 +128,9 @@ def find_split_files(input_dir):
 def read_split_labels(path):
     """`[(participant id, PHQ-8)]` of one split file, in file order."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataFormatError(f"cannot read the labels file: {e}", path=path) from None
     if not rows:
         raise DataFormatError("empty labels file (no header)", path=path)
@@ -128,10 +149,15 @@ def read_split_labels(path):
         if len(row) <= max(id_col, score_col):
             raise DataFormatError(f"line {line} has {len(row)} fields, expected {len(rows[0])}", path=path)
         pid = row[id_col].strip()
+        if not pid:
+            raise DataFormatError(f"empty participant id (column {rows[0][id_col]!r})", path=path, key=f"line {line}")
         try:
-            pid = str(int(float(pid)))
-        except ValueError:
+            as_float = float(pid)
+            if as_float.is_integer():
+                pid = str(int(as_float))
+        except (ValueError, OverflowError):
             pass
+        check_id(pid, rows[0][id_col].strip(), path, line)
         key = f"line {line} participant {pid}"
         try:
             score = float(row[score_col])
@@ -146,21 +172,28 @@ def read_split_labels(path):
     return out
 
 
-def read_feature_file(path):
+def _check_float32(x, path):
+    with np.errstate(invalid="ignore"):
+        big = np.abs(x) > _FLOAT32_MAX
+    if big.any():
+        t, j = (int(i) for i in np.argwhere(big)[0])
+        raise DataFormatError(f"{int(big.sum())} finite values exceed the float32 range (first: frame {t}, "
+                              f"column {j}, {x[t, j]!r}); the features must fit float32 (rescale them)", path=path)
+
+
+def read_feature_file(path, max_array_bytes=MAX_ARRAY_BYTES):
     """A feature file as float32 `(T, D)` plus the number of non-numeric cells
     (set to NaN here; the caller repairs or raises)."""
     if path.endswith(".npy"):
-        try:
-            x = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataFormatError(f"cannot read the array: {e}", path=path) from None
+        x = load_array(path, None, max_array_bytes)
         if x.ndim == 1:
             x = x[:, None]
-        if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
-            raise DataFormatError(f"expected a numeric (T, D) array; got {x.dtype} {x.shape}", path=path)
+        if x.ndim != 2 or not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise DataFormatError(f"expected a real numeric (T, D) array; got {x.dtype} {x.shape}", path=path)
+        _check_float32(x.astype(np.float64), path)
         return x.astype(np.float32), 0
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             head = f.readline()
             f.seek(0)
             delimiter = ";" if head.count(";") > head.count(",") else ","
@@ -174,7 +207,7 @@ def read_feature_file(path):
     if not keep:
         raise DataFormatError(f"no feature column; header is {header}", path=path)
     body = [r for r in rows[1:] if r and any(c.strip() for c in r)]
-    x = np.full((len(body), len(keep)), np.nan, np.float32)
+    x = np.full((len(body), len(keep)), np.nan, np.float64)
     bad = 0
     for t, row in enumerate(body):
         if len(row) != len(header):
@@ -186,7 +219,8 @@ def read_feature_file(path):
                 bad += 1
     if body and bad == x.size:
         raise DataFormatError(f"no numeric feature values (columns {[header[i] for i in keep]})", path=path)
-    return x, bad
+    _check_float32(x, path)
+    return x.astype(np.float32), bad
 
 
 def _pool(x, pool, max_len):
@@ -204,11 +238,14 @@ def _pool(x, pool, max_len):
 
 def read_transcript(path):
     """The participant's words from `<pid>_Transcript.csv` (a `Text` or `value` column), joined."""
-    with open(path, newline="") as f:
-        head = f.readline()
-        f.seek(0)
-        delimiter = "\t" if head.count("\t") > head.count(",") else ","
-        rows = list(csv.reader(f, delimiter=delimiter))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            head = f.readline()
+            f.seek(0)
+            delimiter = "\t" if head.count("\t") > head.count(",") else ","
+            rows = list(csv.reader(f, delimiter=delimiter))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataFormatError(f"cannot read the transcript: {e}", path=path) from None
     if not rows:
         return ""
     header = [_norm(h) for h in rows[0]]
@@ -229,6 +266,8 @@ def read_avec(
     max_len=None,
     nonfinite="zero",
     dataset="avec2019",
+    modality_dims="auto",
+    max_array_bytes=MAX_ARRAY_BYTES,
     verbose=False,
 ):
     """Builds `(splits, meta)` from an AVEC 2019 DDS directory (module docstring).
@@ -237,12 +276,18 @@ def read_avec(
         input_dir: the release's root.
         audio, vision, text: feature-set names (the part after `<pid>_` in
             `<pid>_P/features/<pid>_<name>.csv|.npy`) for each modality, or
-            None to leave the modality out.
+            None to carry the modality as missing (below).
         transcripts: add `raw_text` from `<pid>_P/<pid>_Transcript.csv`.
         pool: average consecutive blocks of `pool` frames.
         max_len: keep at most this many (pooled) steps.
         nonfinite: "zero" (repair, counted) or "error".
         dataset: name written to the schema.
+        modality_dims: `{modality: width}` of the modalities without a
+            feature set: every example gets an empty `[0, width]` array
+            (missing: zeros and an all-False mask in each batch). "auto" is
+            `MISSING_DIMS` (text 768); audio or vision without a feature set
+            need a width here.
+        max_array_bytes: cap on the bytes one `.npy` feature file may declare.
         verbose: log progress.
 
     Returns:
@@ -250,13 +295,39 @@ def read_avec(
     """
     if nonfinite not in ("zero", "error"):
         raise ValueError(f"nonfinite must be 'zero' or 'error'; got {nonfinite!r}")
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        raise ValueError(f"pool must be an int >= 1 (frames averaged per step); got {pool!r}")
+    if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
+        raise ValueError(f"max_len must be None or an int >= 1; got {max_len!r}")
     if not os.path.isdir(input_dir):
         raise DataFormatError("input directory not found", path=input_dir)
+    root_real = os.path.realpath(input_dir)
+
+    def inside(path, pid):
+        real = os.path.realpath(path)
+        if not real.startswith(root_real.rstrip(os.sep) + os.sep):
+            raise DataFormatError(f"resolves to {real}, outside the input directory {root_real} (a symlink?): "
+                                  f"refused; reads stay inside the input directory", path=path,
+                                  key=f"participant {pid}")
+        return path
     split_files = find_split_files(input_dir)
     if not split_files:
         raise DataFormatError("no label split files (train_split.csv, dev_split.csv, test_split.csv) "
                               "in the directory or its labels/ folder", path=input_dir)
     feature_sets = {m: n for m, n in (("text", text), ("audio", audio), ("vision", vision)) if n}
+    widths = dict(MISSING_DIMS) if modality_dims == "auto" else dict(modality_dims or {})
+    missing_dims = {}
+    for m in ("text", "audio", "vision"):
+        if m in feature_sets:
+            continue
+        d = widths.get(m)
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise DataFormatError(
+                f"{m}=None leaves {m} without a feature file, and a missing modality still needs a width (it "
+                f"becomes zeros with an all-False mask); pass modality_dims={{'{m}': D}} "
+                f"(--reader_options='{{\"modality_dims\": {{\"{m}\": D}}}}') or name a feature set with "
+                f"{m}=<name>; got modality_dims[{m!r}] = {d!r}", path=input_dir)
+        missing_dims[m] = d
     log = logging.getLogger(__name__)
     repairs = {}
 
@@ -275,6 +346,9 @@ def read_avec(
                 raise DataFormatError(f"participant {pid} is in both {owner[pid]} and {split}",
                                       path=split_files[split], key=pid)
             owner[pid] = split
+    if not owner:
+        raise DataFormatError(f"no participant in any split file ({[os.path.basename(split_files[s]) for s in labels]})",
+                              path=input_dir)
 
     dims = {}
     sources = [split_files[s] for s in labels]
@@ -290,12 +364,12 @@ def read_avec(
                     for folder in (os.path.join(session, "features"), session):
                         candidate = os.path.join(folder, f"{pid}_{name}{ext}")
                         if path is None and os.path.isfile(candidate):
-                            path = candidate
+                            path = inside(candidate, pid)
                 if path is None:
                     count(f"sessions_missing_{m}")
                     ex[m] = None
                     continue
-                x, non_numeric = read_feature_file(path)
+                x, non_numeric = read_feature_file(path, max_array_bytes)
                 if m in dims and x.shape[1] != dims[m]:
                     raise DataFormatError(f"{m} width {x.shape[1]} differs from other sessions' {dims[m]}",
                                           path=path)
@@ -312,7 +386,7 @@ def read_avec(
             if transcripts:
                 tpath = os.path.join(session, f"{pid}_Transcript.csv")
                 if os.path.isfile(tpath):
-                    ex["raw_text"] = read_transcript(tpath)
+                    ex["raw_text"] = read_transcript(inside(tpath, pid))
                     sources.append(tpath)
                 else:
                     count("sessions_missing_transcript")
@@ -331,12 +405,29 @@ def read_avec(
             for m in feature_sets:
                 if ex[m] is None:
                     ex[m] = np.zeros((0, dims[m]), np.float32)
+            for m, d in missing_dims.items():
+                ex[m] = np.zeros((0, d), np.float32)
+    n_sessions = sum(len(v) for v in splits.values())
+    holds = {}
+    for m, d in missing_dims.items():
+        holds[m] = (f"no {m} feature set named: every session carries {m} as missing (dim {d} reserved, "
+                    f"all-False mask)")
+        if m == "text" and transcripts:
+            holds[m] += "; extract them from the transcripts with recipes/extract_text_features.py"
+    for m in feature_sets:
+        if repairs.get(f"sessions_missing_{m}"):
+            holds[m] = (f"{feature_sets[m]} features for {n_sessions - repairs[f'sessions_missing_{m}']} of "
+                        f"{n_sessions} sessions (dim {dims[m]})")
+    if transcripts:
+        n_text = sum(bool(ex.get("raw_text")) for v in splits.values() for ex in v)
+        holds["raw_text"] = f"transcripts for {n_text} of {n_sessions} sessions"
     meta = {
         "dataset": dataset,
         "sources": sources,
         "repairs": repairs,
         "label_ranges": {"phq8": list(PHQ8_RANGE)},
-        "avec": {"feature_sets": feature_sets, "pool": pool, "max_len": max_len},
+        "avec": {"feature_sets": feature_sets, "pool": pool, "max_len": max_len, "missing_modalities": missing_dims},
+        "holds": holds,
     }
     return splits, meta
 

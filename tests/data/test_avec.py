@@ -1,6 +1,7 @@
 """keras_msa.data.avec: AVEC 2019 DDS labels + per-session feature files."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -25,7 +26,8 @@ def test_synthetic_avec_reads_back(avec_dir):
     for split, name in (("train", "train"), ("valid", "dev"), ("test", "test")):
         assert {e["id"]: float(e["phq8"]) for e in splits[split]} == {k: float(v) for k, v in truth[name].items()}
     ex = splits["train"][0]
-    assert set(ex) == {"id", "phq8", "audio", "vision"}
+    # No word-feature set: text is carried as missing (DATA.md), not left out.
+    assert set(ex) == {"id", "phq8", "text", "audio", "vision"} and ex["text"].shape == (0, 768)
     assert ex["audio"].dtype == np.float32 and ex["audio"].shape[1] == 6 and ex["vision"].shape[1] == 8
     assert ex["audio"].shape[0] == ex["vision"].shape[0]
     # The known signal: frame means of channel 0 predict PHQ-8.
@@ -146,3 +148,82 @@ def test_daic_woz_style_test_files(avec_dir):
         "participant_ID,Gender\n" + "".join(f"{i},1\n" for i in ids))
     splits, _ = read_avec(str(d))
     assert {e["id"]: float(e["phq8"]) for e in splits["test"]} == {k: float(v) for k, v in truth["test"].items()}
+
+
+@pytest.mark.parametrize("pid", ["../outside", "/tmp/x", "a/b", ".."])
+def test_participant_ids_cannot_lead_reads_out_of_the_input(avec_dir, pid):
+    d, _ = avec_dir
+    p = d / "labels" / "train_split.csv"
+    lines = p.read_text().splitlines()
+    lines[2] = ",".join([pid] + lines[2].split(",")[1:])
+    p.write_text("\n".join(lines) + "\n")
+    (d.parent / "outside_P" / "features").mkdir(parents=True, exist_ok=True)
+    with pytest.raises(DataFormatError, match=rf"train_split.csv: line 3, column Participant_ID: "
+                                              rf"Participant_ID '{re.escape(pid)}'"):
+        read_avec(str(d))
+
+
+def test_symlinked_session_outside_the_input_is_refused(avec_dir, tmp_path_factory):
+    d, _ = avec_dir
+    outside = tmp_path_factory.mktemp("outside")
+    os.rename(d / "301_P", outside / "301_P")
+    os.symlink(outside / "301_P", d / "301_P")
+    with pytest.raises(DataFormatError, match=r"301_P/features/301_OpenSMILE2.3.0_egemaps.csv: participant 301: "
+                                              r"resolves to .*, outside the input directory"):
+        read_avec(str(d))
+
+
+def test_modality_without_feature_set_is_carried_as_missing(avec_dir, tmp_path):
+    from keras_msa.data.tfrecord import load_split
+    from keras_msa.data.tfrecord import write_dataset
+
+    d, _ = avec_dir
+    with pytest.raises(DataFormatError, match=r"vision=None leaves vision without a feature file.*"
+                                              r"pass modality_dims=\{'vision': D\}"):
+        read_avec(str(d), vision=None)
+    splits, meta = read_avec(str(d), vision=None, modality_dims={"vision": 49, "text": 384})
+    ex = splits["valid"][0]
+    assert ex["vision"].shape == (0, 49) and ex["text"].shape == (0, 384) and ex["audio"].shape[0] > 0
+    assert "dim 49 reserved" in meta["holds"]["vision"]
+    write_dataset(tmp_path / "out", splits, dataset="avec2019", sources=meta["sources"],
+                  label_ranges=meta["label_ranges"], repairs=meta["repairs"], progress=False)
+    inputs, _ = next(iter(load_split(tmp_path / "out", "train", batch_size=3)))
+    assert inputs["vision"].shape[-1] == 49 and not inputs["vision_mask"].numpy().any()
+    assert inputs["audio_mask"].numpy().any(axis=1).all()
+
+
+def test_feature_file_oddities(avec_dir, tmp_path):
+    d, _ = avec_dir
+    f = d / "300_P" / "features" / "300_OpenSMILE2.3.0_egemaps.csv"
+    f.write_text("name;frameTime;x;y\n'a';0.1;1e39;2\n")
+    with pytest.raises(DataFormatError, match=r"300_OpenSMILE2.3.0_egemaps.csv: 1 finite values exceed the float32"):
+        read_avec(str(d))
+    os.remove(f)
+    npy = d / "300_P" / "features" / "300_OpenSMILE2.3.0_egemaps.npy"
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 6), np.float32))
+    header["shape"] = (10**7, 10**4)  # 400 GB declared
+    with open(npy, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        fh.write(b"\0" * 24)
+    with pytest.raises(DataFormatError, match=r"300_OpenSMILE2.3.0_egemaps.npy: the header declares .*truncated or forged"):
+        read_avec(str(d))
+    np.save(npy, np.ones((4, 6)) * (1 + 1j))
+    with pytest.raises(DataFormatError, match="expected a real numeric"):
+        read_avec(str(d))
+    np.save(npy, np.ones((4, 6)))
+    with pytest.raises(ValueError, match="max_len must be None or an int >= 1; got -1"):
+        read_avec(str(d), max_len=-1)
+    with pytest.raises(ValueError, match="pool must be an int >= 1"):
+        read_avec(str(d), pool=0)
+    t = d / "300_P" / "300_Transcript.csv"
+    t.write_bytes(b"Start_Time,End_Time,Text\n0,1,\xff\xfe bad\n")
+    with pytest.raises(DataFormatError, match=r"300_Transcript.csv: cannot read the transcript"):
+        read_avec(str(d), transcripts=True)
+    t.write_text("Start_Time,End_Time,Text\n0,1,hello\n")
+    splits, meta = read_avec(str(d), transcripts=True)
+    assert splits["train"][0]["raw_text"] == "hello"
+    assert meta["holds"]["raw_text"].startswith("transcripts for 1 of 12 sessions")
+    for split in ("train", "dev", "test"):
+        (d / "labels" / f"{split}_split.csv").write_text("Participant_ID,PHQ_Score\n")
+    with pytest.raises(DataFormatError, match="no participant in any split file"):
+        read_avec(str(d))
