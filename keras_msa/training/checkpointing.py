@@ -19,12 +19,23 @@ import json
 import os
 import random
 import re
+import warnings
+import zipfile
 
 import numpy as np
 
 from keras_msa.utils.files import atomic_path
 
 _NAME = re.compile(r"^ckpt-(\d{10})\.npz$")
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file exists but cannot be read back."""
+
+    def __init__(self, problem, path):
+        self.problem = str(problem)
+        self.path = str(path)
+        super().__init__(f"{self.path}: {self.problem}")
 
 
 def _fsync_dir(directory):
@@ -62,6 +73,7 @@ class CheckpointDirectory:
             raise ValueError(f"keep must be >= 1; got {keep}.")
         self.directory = directory
         self.keep = keep
+        self._verified = set()
         os.makedirs(directory, exist_ok=True)
         # A writer killed between mkstemp and rename leaves a temporary file:
         # it was never a checkpoint, so it is safe to delete.
@@ -83,9 +95,56 @@ class CheckpointDirectory:
         return [p for _, p in sorted(found)]
 
     def latest(self):
-        """Path of the newest complete checkpoint, or `None`."""
+        """Path of the newest checkpoint that loads, or `None` when there is
+        none.
+
+        A checkpoint renamed into place is complete when written, but the disk
+        or a copy can damage it later. A newest checkpoint that does not load
+        (truncated, a failed checksum, missing metadata) is renamed aside to
+        `<name>.corrupt` (kept for inspection, ignored from then on) and the
+        previous one is used, with a warning naming both. When none loads the
+        error lists each file and its fault.
+        """
         paths = self.paths()
-        return paths[-1] if paths else None
+        faults = []
+        for path in reversed(paths):
+            fault = self._fault(path)
+            if fault is None:
+                for bad, why in faults:
+                    aside = bad + ".corrupt"
+                    os.replace(bad, aside)
+                    warnings.warn(
+                        f"Checkpoint {bad} is unreadable ({why}); resuming from the previous complete "
+                        f"checkpoint {path} instead. The damaged file was renamed to {aside}.",
+                        stacklevel=2,
+                    )
+                return path
+            faults.append((path, fault))
+        if faults:
+            listed = "; ".join(f"{p}: {why}" for p, why in faults)
+            raise CorruptCheckpointError(
+                f"no checkpoint there can be read ({listed}). Delete them (or use a new "
+                f"--output_dir) to train from the start.",
+                self.directory,
+            )
+        return None
+
+    def _fault(self, path):
+        """`None` when `path` loads as a checkpoint, else what is wrong with
+        it. A file verified once is not read again while unchanged."""
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            return str(e)
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key in self._verified:
+            return None
+        try:
+            self.load(path)
+        except CorruptCheckpointError as e:
+            return e.problem
+        self._verified.add(key)
+        return None
 
     def save(self, step, arrays, meta):
         """Writes `arrays` (name -> numpy array) and `meta` (JSON-able dict)
@@ -94,6 +153,9 @@ class CheckpointDirectory:
             if name.startswith("__"):
                 raise ValueError(f"Array names starting with '__' are reserved; got '{name}'.")
         payload = dict(arrays)
+        # The array names let `load` tell a complete checkpoint from one that
+        # lost members.
+        meta = dict(meta, __arrays__=sorted(arrays))
         payload["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         final = os.path.join(self.directory, f"ckpt-{int(step):010d}.npz")
         with atomic_path(final, suffix=".npz", fsync=True) as tmp:
@@ -109,12 +171,26 @@ class CheckpointDirectory:
 
     @staticmethod
     def load(path):
-        """Returns `(arrays, meta)` of a checkpoint file."""
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files if k != "__meta__"}
-            if "__meta__" not in data.files:
-                raise ValueError(f"{path} is not a keras_msa checkpoint (no metadata).")
-            meta = json.loads(bytes(data["__meta__"]).decode("utf-8"))
+        """Returns `(arrays, meta)` of a checkpoint file, or raises
+        `CorruptCheckpointError` naming the file and its fault (every array is
+        read, so the zip checksums of all of them are checked)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "__meta__" not in data.files:
+                    raise CorruptCheckpointError("not a keras_msa checkpoint (no metadata)", path)
+                arrays = {k: data[k] for k in data.files if k != "__meta__"}
+                meta = json.loads(bytes(data["__meta__"]).decode("utf-8"))
+        except CorruptCheckpointError:
+            raise
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+            raise CorruptCheckpointError(f"{type(e).__name__}: {e}", path) from None
+        if not isinstance(meta, dict):
+            raise CorruptCheckpointError("its metadata is not a JSON object", path)
+        listed = meta.get("__arrays__")
+        if listed is not None and sorted(listed) != sorted(arrays):
+            missing = sorted(set(listed) - set(arrays))
+            raise CorruptCheckpointError(f"arrays missing: {missing[:5]}", path)
+        meta.pop("__arrays__", None)
         return arrays, meta
 
 

@@ -1,3 +1,4 @@
+import json
 import os
 import random
 
@@ -7,6 +8,7 @@ import pytest
 
 from keras_msa.training import checkpointing as C
 from keras_msa.training.checkpointing import CheckpointDirectory
+from keras_msa.training.checkpointing import CorruptCheckpointError
 
 
 def test_save_load_roundtrip_and_keep(tmp_path):
@@ -79,3 +81,50 @@ def test_latest_checkpoint_reads_without_cleaning(tmp_path):
     (tmp_path / ".tmp-ckpt-writing.npz").write_bytes(b"another process is writing")
     assert C.latest_checkpoint(str(tmp_path)).endswith("ckpt-0000000010.npz")
     assert (tmp_path / ".tmp-ckpt-writing.npz").exists()
+
+
+def _three_checkpoints(tmp_path):
+    ckpts = CheckpointDirectory(str(tmp_path / "c"), keep=3)
+    for step in (1, 2, 3):
+        ckpts.save(step, {"w": np.full(4, float(step))}, {"epoch": step})
+    return ckpts
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "no_meta", "lost_array"])
+def test_corrupt_latest_falls_back_to_the_previous_with_a_warning(tmp_path, damage):
+    ckpts = _three_checkpoints(tmp_path)
+    newest = ckpts.latest()
+    data = open(newest, "rb").read()
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":  # one byte of the array data: the zip checksum fails
+        i = data.index(np.full(4, 3.0).tobytes())
+        data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+    elif damage == "empty":
+        data = b""
+    with open(newest, "wb") as f:
+        if damage == "no_meta":
+            np.savez(f, w=np.ones(4))
+        elif damage == "lost_array":
+            meta = {"epoch": 3, "__arrays__": ["v", "w"]}
+            np.savez(f, w=np.ones(4), __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        else:
+            f.write(data)
+    previous = os.path.join(ckpts.directory, "ckpt-0000000002.npz")
+    with pytest.warns(UserWarning, match=rf"{newest} is unreadable .*resuming from .*{previous}"):
+        assert ckpts.latest() == previous
+    assert CheckpointDirectory.load(previous)[1]["epoch"] == 2
+    assert os.path.exists(newest + ".corrupt") and not os.path.exists(newest)
+    # A new checkpoint after the fallback is the newest one again.
+    ckpts.save(3, {"w": np.zeros(4)}, {"epoch": 3})
+    assert ckpts.latest() == newest
+
+
+def test_no_readable_checkpoint_names_every_file(tmp_path):
+    ckpts = _three_checkpoints(tmp_path)
+    for path in ckpts.paths():
+        open(path, "wb").close()
+    with pytest.raises(CorruptCheckpointError, match=r"no checkpoint there can be read .*ckpt-0000000003.npz.*"
+                                                     r"ckpt-0000000001.npz"):
+        ckpts.latest()
+    assert len(ckpts.paths()) == 3  # nothing renamed when there is nothing to fall back to
