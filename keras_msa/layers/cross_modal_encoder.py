@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_msa.utils.masks import attention_mask
 from keras_msa.utils.masks import masked_softmax
+from keras_msa.utils.masks import zero_masked
 
 
 @keras.saving.register_keras_serializable(package="keras_msa")
@@ -32,7 +33,9 @@ class CrossModalEncoder(keras.layers.Layer):
     step). Padded context steps get zero attention weight; a query whose
     context is entirely padding (a missing modality) attends to nothing (its
     attention output is zero, so the layer stays finite); outputs at padded
-    query steps are set to zero. Attention scores and softmax run in float32.
+    query steps are set to zero. Values under either mask, inf and NaN
+    included, change nothing (padding is zeroed by selection before any
+    arithmetic). Attention scores and softmax run in float32.
 
     Args:
         num_layers: L, the number of layers.
@@ -163,13 +166,14 @@ class CrossModalEncoder(keras.layers.Layer):
             context_mask = query_mask
         if query_mask is not None:
             query_mask = ops.cast(query_mask, "bool")
-            query = query * ops.cast(query_mask, query.dtype)[..., None]
+            query = zero_masked(query, query_mask)
         if context_mask is not None:
             context_mask = ops.cast(context_mask, "bool")
         if context is not None and context_mask is not None:
-            # Zero the padding so that LayerNorm/projections of garbage never
-            # reach a real step through a zero attention weight times inf.
-            context = context * ops.cast(context_mask, context.dtype)[..., None]
+            # Zero the padding (by selection: 0 * inf is NaN) so that
+            # LayerNorm/projections of garbage never reach a real step
+            # through a zero attention weight, nor a gradient.
+            context = zero_masked(context, context_mask)
         if context_mask is None:
             mask = None
         else:
@@ -192,7 +196,7 @@ class CrossModalEncoder(keras.layers.Layer):
             y = self.ffn_norms[i](h_hat)
             h = self.dropout_layer(self.ffn_out[i](self.ffn_in[i](y)), training=training) + y
         if query_mask is not None:
-            h = h * ops.cast(query_mask, h.dtype)[..., None]
+            h = zero_masked(h, query_mask)
         return h
 
     def compute_output_shape(self, query_shape, *args, **kwargs):

@@ -3,20 +3,11 @@ from keras import layers
 from keras import ops
 
 from keras_msa.utils.masks import attention_mask
+from keras_msa.utils.masks import masked_rnn
 from keras_msa.utils.masks import masked_softmax
+from keras_msa.utils.masks import zero_masked as _zero_masked
 
 RESIDUAL_VARIANTS = ("post_ln", "pre_ln", "residual", "none")
-
-
-def _zero_masked(x, mask):
-    """Zeros the steps of `x` `[B, T, D]` where `mask` is False.
-
-    `where` instead of a product so that non-finite values under the mask
-    (MMSA audio can hold -inf) cannot leak through as NaN.
-    """
-    if mask is None:
-        return x
-    return ops.where(ops.cast(mask, "bool")[:, :, None], x, ops.zeros_like(x))
 
 
 @keras.saving.register_keras_serializable(package="keras_msa")
@@ -61,8 +52,15 @@ class DirectedCrossModalGRU(keras.layers.Layer):
     (padded output steps are zero); `target_mask` `[B, T_t]` removes padded
     target steps from the softmax. A source row with no real step gives zeros;
     a target with no real step gives an all-zero attention row, so `x_hat` is
-    zero and the source is read alone. Values under either mask change
-    nothing.
+    zero and the source is read alone. Values under either mask (inf and NaN
+    included) change nothing, in the outputs or the gradients.
+
+    The GRUs run through `keras_msa.utils.masks.masked_rnn`: every row they
+    see has at least one real step and is right-padded, so a missing source
+    or a left-padded mask can never trip the cuDNN mask check on a GPU. With
+    `reset_after=False` (Eq. 3, as here) Keras does not use cuDNN for a GRU
+    at all (its cuDNN GRU is the `reset_after=True` variant): these GRUs run
+    Keras' generic TensorFlow loop on every device.
 
     Args:
         hidden_dim: GRU width `d` (MulG: 40).
@@ -194,7 +192,7 @@ class DirectedCrossModalGRU(keras.layers.Layer):
         if k == 0 and self.use_attention:
             aligned, attention = self._attend(x, target, source_mask, target_mask, training)
             inp = ops.concatenate([x, aligned], axis=-1)
-        h = self.grus[k](inp, mask=source_mask, training=training)
+        h = masked_rnn(self.grus[k], inp, source_mask, training=training)
         h = self.drops[k](h, training=training)
         return _zero_masked(h, source_mask), attention
 

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_msa.utils.masks import attention_mask
 from keras_msa.utils.masks import masked_softmax
+from keras_msa.utils.masks import zero_masked
 
 
 @keras.saving.register_keras_serializable(package="keras_msa")
@@ -40,9 +41,13 @@ class GatedResidualAdapter(keras.layers.Layer):
     keys (the masked softmax gives them weight 0). A sample with no valid
     audio or vision step at all gets ``H_cross = 0`` (all-zero attention row,
     no output bias), hence ``H_fusion = H_T`` before the adapter: a missing
-    modality injects nothing and never gives NaN. Text padding positions are
-    computed like any token (each output position depends only on its own
-    query), so they never influence the real tokens; the backbone masks them.
+    modality injects nothing and never gives NaN. Audio, vision and text
+    steps under their masks are set to zero (by selection, before the
+    projections) first, so values there, inf and NaN included, reach neither
+    the outputs nor the gradients. Text padding positions are then computed
+    like any token from those zeros (each output position depends only on its
+    own query), so they never influence the real tokens; the backbone masks
+    them.
 
     Args:
         num_heads: attention heads ``h`` (Table 3: 8); must divide ``d``.
@@ -168,6 +173,11 @@ class GatedResidualAdapter(keras.layers.Layer):
             audio_mask = ops.ones(ops.shape(audio)[:2], dtype="bool")
         if vision_mask is None:
             vision_mask = ops.ones(ops.shape(vision)[:2], dtype="bool")
+        # Zero padding before Eq. 1: a zero attention weight on a projected
+        # inf is still NaN (0 * inf), forward and backward.
+        audio = zero_masked(audio, audio_mask)
+        vision = zero_masked(vision, vision_mask)
+        h_t = zero_masked(h_t, text_mask)
         h_av = ops.concatenate([self.audio_proj(audio), self.vision_proj(vision)], axis=1)
         av_mask = ops.concatenate(
             [ops.cast(audio_mask, "bool"), ops.cast(vision_mask, "bool")], axis=1

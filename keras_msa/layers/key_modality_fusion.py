@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_msa.utils.masks import attention_mask
 from keras_msa.utils.masks import masked_mean
+from keras_msa.utils.masks import zero_masked
 
 MODALITIES = ("text", "audio", "vision")
 
@@ -29,7 +30,8 @@ class KeyModalityFusion(keras.layers.Layer):
 
     Masking: `masks[m]` `[B, T_m]` (True = real step). Keys/values at padded
     steps are zeroed and excluded from attention, and pooling counts only the
-    key's real steps, so padded values change nothing. A modality whose mask
+    key's real steps, so padded values (inf and NaN included) change nothing.
+    A modality whose mask
     is all False gives finite outputs: attended as keys it contributes a
     constant (its value projection of zeros), as the key it pools to zeros.
 
@@ -116,8 +118,9 @@ class KeyModalityFusion(keras.layers.Layer):
                 mask = ops.ones(ops.shape(x)[:2], dtype="bool")
             mask = ops.cast(mask, "bool")
             # Zeroing padded steps keeps them out even where an all-padding
-            # row makes the attention softmax uniform.
-            feats[m] = x * ops.cast(mask, x.dtype)[..., None]
+            # row makes the attention softmax uniform; by selection, since
+            # 0 * inf is NaN.
+            feats[m] = zero_masked(x, mask)
             ms[m] = mask
         pooled = []
         for q, kv in self._pairs():

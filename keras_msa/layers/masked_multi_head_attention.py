@@ -76,6 +76,11 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
         self.built = True
 
     def call(self, query, context=None, query_mask=None, context_mask=None, return_attention=False, training=False):
+        if query_mask is not None:
+            query_mask = ops.cast(query_mask, "bool")
+            # Padded queries are computed (then zeroed): from zeros, so that
+            # inf/NaN there cannot reach the weights' gradients either.
+            query = ops.where(query_mask[..., None], query, 0)
         if context is None:
             context, context_mask = query, query_mask
         if context_mask is not None:

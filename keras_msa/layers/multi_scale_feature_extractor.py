@@ -2,6 +2,8 @@ import keras
 from keras import ops
 
 from keras_msa.layers.se_channel_attention import SEChannelAttention
+from keras_msa.utils.masks import masked_rnn
+from keras_msa.utils.masks import zero_masked
 
 
 @keras.saving.register_keras_serializable(package="keras_msa")
@@ -23,10 +25,12 @@ class MultiScaleFeatureExtractor(keras.layers.Layer):
     layer returns `F^1` as `X` (the paper's "without multi-scale" ablation,
     seed 003 Fig. 7).
 
-    Masking: boolean `mask` `[B, T]` (True = real step). The LSTM skips padded
-    steps, the squeeze ignores them, and both outputs are zero at padded
-    steps, so padded input values change nothing. An all-False row gives
-    finite outputs (zeros, except the conv bias which is also zeroed).
+    Masking: boolean `mask` `[B, T]` (True = real step). Padded inputs are
+    zeroed (by selection) before the LSTM, the LSTM skips padded steps, the
+    squeeze ignores them, and both outputs are zero at padded steps, so
+    padded input values (inf and NaN included) change nothing, in the outputs
+    or the gradients. An all-False row gives zeros. The LSTM runs through
+    `keras_msa.utils.masks.masked_rnn`, so its mask always suits cuDNN.
 
     Args:
         hidden_dim: d, the width of every scale.
@@ -93,28 +97,28 @@ class MultiScaleFeatureExtractor(keras.layers.Layer):
         if mask is None:
             mask = ops.ones(ops.shape(inputs)[:2], dtype="bool")
         mask = ops.cast(mask, "bool")
-        keep = ops.cast(mask, self.compute_dtype)[..., None]
-        scale = self.lstm(inputs, mask=mask, training=training) * keep
+        inputs = zero_masked(ops.cast(inputs, self.compute_dtype), mask)
+        scale = masked_rnn(self.lstm, inputs, mask, training=training)
         scales = [scale]
         for norm, linear in zip(self.norms, self.linears):
-            scale = linear(norm(ops.relu(scale))) * keep
+            scale = zero_masked(linear(norm(ops.relu(scale))), mask)
             scales.append(scale)
-        return scales, mask, keep
+        return scales, mask
 
     def call(self, inputs, mask=None, training=False):
-        scales, mask, keep = self._scales(inputs, mask, training)
+        scales, mask = self._scales(inputs, mask, training)
         if self.num_scales == 1:
             return scales[0], scales[0]
         stacked = ops.stack(scales, axis=-1)  # [B, T, d, n]
         weighted = self.channel_attention(stacked, mask=mask)
-        x = ops.squeeze(self.merge(weighted), axis=-1) * keep
+        x = zero_masked(ops.squeeze(self.merge(weighted), axis=-1), mask)
         return x, scales[-1]
 
     def compute_channel_weights(self, inputs, mask=None):
         """The SE weights `s` `[B, n]` of each scale (for analysis/plots)."""
         if self.num_scales == 1:
             raise ValueError("num_scales=1 has no channel attention.")
-        scales, mask, _ = self._scales(inputs, mask, False)
+        scales, mask = self._scales(inputs, mask, False)
         _, s = self.channel_attention(ops.stack(scales, axis=-1), mask=mask, return_weights=True)
         return s
 

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_msa.utils.masks import masked_mean
+from keras_msa.utils.masks import zero_masked
 
 _GATES = ("relu", "sigmoid")
 
@@ -22,11 +23,12 @@ class SEChannelAttention(keras.layers.Layer):
     * Scale (Eq. 6): `y[..., k] = s_k * x[..., k]`.
 
     Masking: an optional boolean `mask` `[B, T]` (True = real step) marks the
-    real steps of axis 1; the squeeze averages over real steps only, so the
-    values of padded steps change nothing at real steps. Padded steps are
-    scaled like the others; the output carries no Keras mask (pass the mask
-    on explicitly, as `MultiScaleFeatureExtractor` does). An all-False row squeezes to zeros and
-    gives the finite excitation `gate(W2 relu(b1) + b2)`.
+    real steps of axis 1; padded steps are set to zero (by selection, so
+    inf/NaN there cannot become NaN) before the squeeze, which averages over
+    real steps only: values of padded steps change nothing, and the output is
+    zero there. The output carries no Keras mask (pass the mask on
+    explicitly, as `MultiScaleFeatureExtractor` does). An all-False row
+    squeezes to zeros and gives the finite excitation `gate(W2 relu(b1) + b2)`.
 
     Args:
         ratio: the channel transformation ratio r of Eq. 5 (paper's best 4);
@@ -94,6 +96,8 @@ class SEChannelAttention(keras.layers.Layer):
                 f"SEChannelAttention was built for {self.channels} channels; got input "
                 f"shape {tuple(inputs.shape)}."
             )
+        if mask is not None:
+            inputs = zero_masked(inputs, mask)
         z = ops.cast(self.squeeze(inputs, mask), self.compute_dtype)
         s = self.restore(self.excite(z))
         shape = [-1] + [1] * (len(inputs.shape) - 2) + [self.channels]

@@ -184,3 +184,20 @@ def test_bad_calls_raise():
     layer(x)
     with pytest.raises(ValueError, match="self-attention"):
         layer(x, x)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_inf_and_nan_under_the_masks_change_nothing_and_keep_gradients_finite(data, value):
+    q, c, qm, cm = data
+    layer = CrossModalEncoder(num_layers=2, num_heads=2)
+    base = np.asarray(layer(q, c, query_mask=qm, context_mask=cm))
+    q2, c2 = q.copy(), c.copy()
+    q2[~qm] = value
+    c2[~cm] = value
+    with tf.GradientTape() as tape:
+        out = layer(q2, c2, query_mask=qm, context_mask=cm, training=True)
+        loss = tf.reduce_sum(out * tf.random.stateless_normal(out.shape, seed=[3, 4]))
+    np.testing.assert_allclose(np.asarray(out), base, atol=1e-6)
+    assert np.isfinite(np.asarray(out)).all()
+    for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
+        assert g is not None and np.isfinite(np.asarray(g)).all(), w.path

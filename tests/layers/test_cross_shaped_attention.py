@@ -161,3 +161,19 @@ def test_mixed_precision_is_finite():
     x, mask = make_inputs()
     out = layer(x, mask=mask)
     assert out.dtype == "float16" and np.isfinite(np.asarray(out, np.float32)).all()
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_inf_and_nan_under_the_mask_change_nothing_and_keep_gradients_finite(value):
+    layer = build()
+    x, mask = make_inputs()
+    out = np.asarray(layer(x, mask=mask))
+    bad = x.copy()
+    bad[~np.broadcast_to(mask[:, None, :, None], x.shape)] = value
+    with tf.GradientTape() as tape:
+        got = layer(bad, mask=mask)
+        loss = tf.reduce_sum(got * got)
+    np.testing.assert_allclose(np.asarray(got), out, atol=1e-5)
+    assert np.isfinite(np.asarray(got)).all()
+    for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
+        assert g is not None and np.isfinite(np.asarray(g)).all(), w.path

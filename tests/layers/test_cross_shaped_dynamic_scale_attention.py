@@ -202,3 +202,76 @@ def test_mixed_precision_is_finite():
     x, mask = make_inputs()
     out = layer(x, mask=mask, training=True)
     assert out.dtype == "float16" and np.isfinite(np.asarray(out, np.float32)).all()
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("training", [False, True])
+def test_inf_and_nan_under_the_mask_change_nothing_and_keep_gradients_finite(value, training):
+    layer = build()
+    x, mask = make_inputs()
+    out = np.asarray(layer(x, mask=mask, training=training))
+    bad = x.copy()
+    bad[~np.broadcast_to(mask[:, None, :, None], x.shape)] = value
+    probe = tf.constant(np.random.default_rng(5).normal(size=out.shape), tf.float32)
+    with tf.GradientTape() as tape:
+        got = layer(bad, mask=mask, training=training)
+        loss = tf.reduce_sum(got * probe)
+    np.testing.assert_allclose(np.asarray(got), out, atol=1e-5)
+    assert np.isfinite(np.asarray(got)).all()
+    for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
+        assert g is not None and np.isfinite(np.asarray(g)).all(), w.path
+
+
+@pytest.mark.parametrize("kernel_sizes", [(3, 5), (3,)])
+def test_an_all_padding_sample_does_not_change_the_others_in_training(kernel_sizes):
+    x, mask = make_inputs()
+    extra = np.concatenate([x, np.random.default_rng(9).normal(size=x[:1].shape).astype("float32")])
+    extra_mask = np.concatenate([mask, np.zeros_like(mask[:1])])
+    a = np.asarray(build(kernel_sizes=kernel_sizes)(x, mask=mask, training=True))
+    b = np.asarray(build(kernel_sizes=kernel_sizes)(extra, mask=extra_mask, training=True))
+    np.testing.assert_allclose(b[:3], a, atol=1e-5)
+    np.testing.assert_array_equal(b[3], 0.0)
+
+
+def test_masked_batch_norm_matches_numpy_and_momentum_convention():
+    from keras_msa.layers.cross_shaped_dynamic_scale_attention import TORCH_BN_MOMENTUM
+    from keras_msa.layers.cross_shaped_dynamic_scale_attention import masked_batch_norm
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, size=(4, 2, 5, 3)).astype("float32")
+    valid = rng.random((4, 2, 5)) > 0.4
+    valid[3] = False  # an all-padding sample
+    norm = keras.layers.BatchNormalization(momentum=TORCH_BN_MOMENTUM, epsilon=1e-3)
+    norm.build(x.shape)
+    norm.gamma.assign(rng.uniform(0.5, 1.5, 3).astype("float32"))
+    norm.beta.assign(rng.normal(size=3).astype("float32"))
+    norm.moving_mean.assign(rng.normal(size=3).astype("float32"))
+    norm.moving_variance.assign(rng.uniform(0.5, 2, 3).astype("float32"))
+    g, b, mm, mv = (np.asarray(v, np.float64) for v in (norm.gamma, norm.beta, norm.moving_mean, norm.moving_variance))
+    real = x.astype(np.float64)[valid]  # [N, C]
+    mean, var = real.mean(0), real.var(0)  # biased variance, as Keras
+    out = np.asarray(masked_batch_norm(norm, x, valid, training=True))
+    np.testing.assert_allclose(out, (x - mean) / np.sqrt(var + 1e-3) * g + b, atol=1e-5)
+    # Keras convention: moving = momentum * moving + (1 - momentum) * batch; 0.9 = PyTorch's 0.1.
+    assert TORCH_BN_MOMENTUM == 0.9
+    np.testing.assert_allclose(np.asarray(norm.moving_mean), 0.9 * mm + 0.1 * mean, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(norm.moving_variance), 0.9 * mv + 0.1 * var, atol=1e-5)
+    # Inference is plain BatchNorm on the moving statistics.
+    np.testing.assert_allclose(
+        np.asarray(masked_batch_norm(norm, x, valid, training=False)), np.asarray(norm(x, training=False)), atol=1e-6
+    )
+    # A batch without any real entry leaves the moving statistics alone and stays finite.
+    before = [np.asarray(norm.moving_mean), np.asarray(norm.moving_variance)]
+    empty = np.asarray(masked_batch_norm(norm, x, np.zeros_like(valid), training=True))
+    assert np.isfinite(empty).all()
+    np.testing.assert_array_equal(np.asarray(norm.moving_mean), before[0])
+    np.testing.assert_array_equal(np.asarray(norm.moving_variance), before[1])
+
+
+def test_bn_momentum_reaches_every_norm_and_the_config():
+    layer = build(bn_momentum=0.8)
+    assert all(n.momentum == 0.8 for n in layer.norms + [layer.fuse_norm])
+    assert layer.get_config()["bn_momentum"] == 0.8
+    assert build().get_config()["bn_momentum"] == 0.9
+    with pytest.raises(ValueError, match="bn_momentum"):
+        CrossShapedDynamicScaleAttention(bn_momentum=1.0)

@@ -268,3 +268,23 @@ def test_clear_errors():
     assert seq.shape == (3, 6, 8)
     with pytest.raises(ValueError, match="needs a target"):
         DirectedCrossModalGRU(hidden_dim=6)(source)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("residual", ["pre_ln", "none"])
+def test_inf_and_nan_under_the_masks_change_nothing_and_keep_gradients_finite(residual, value):
+    source, target, s_mask, t_mask = make_inputs()
+    s_mask[2] = False  # a missing source too
+    block = build_block(residual=residual, attention_dropout=0.0, residual_dropout=0.0)
+    seq, attn = block(source, target, source_mask=s_mask, target_mask=t_mask)
+    bad_s, bad_t = source.copy(), target.copy()
+    bad_s[~s_mask] = value
+    bad_t[~t_mask] = value
+    with tf.GradientTape() as tape:
+        seq2, attn2 = block(bad_s, bad_t, source_mask=s_mask, target_mask=t_mask, training=True)
+        loss = tf.reduce_sum(seq2 * seq2)
+    np.testing.assert_allclose(np.asarray(seq2), np.asarray(seq), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(attn2), np.asarray(attn), atol=1e-6)
+    assert np.isfinite(np.asarray(seq2)).all()
+    for w, g in zip(block.trainable_weights, tape.gradient(loss, block.trainable_weights)):
+        assert g is not None and np.isfinite(np.asarray(g)).all(), w.path

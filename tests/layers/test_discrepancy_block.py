@@ -143,3 +143,22 @@ def test_gradients_reach_every_weight():
     for w, g in zip(block.trainable_weights, grads):
         assert g is not None and np.isfinite(np.asarray(g)).all(), w.path
         assert np.abs(np.asarray(g)).max() > 0, w.path
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_inf_and_nan_under_the_masks_change_nothing_and_keep_gradients_finite(value):
+    block = build()
+    f, secs, f_mask, masks = make_inputs()
+    out = np.asarray(block(f, secs, primary_mask=f_mask, secondary_masks=masks))
+    f2 = f.copy()
+    f2[~f_mask] = value
+    secs2 = [s.copy() for s in secs]
+    for s, m in zip(secs2, masks):
+        s[~m] = value
+    with tf.GradientTape() as tape:
+        got = block(f2, secs2, primary_mask=f_mask, secondary_masks=masks, training=True)
+        loss = tf.reduce_sum(got * got)
+    np.testing.assert_allclose(np.asarray(got), out, atol=1e-5)
+    assert np.isfinite(np.asarray(got)).all()
+    for w, g in zip(block.trainable_weights, tape.gradient(loss, block.trainable_weights)):
+        assert g is not None and np.isfinite(np.asarray(g)).all(), w.path

@@ -56,8 +56,9 @@ def _sigmoid(x):
 
 
 def numpy_gmra(layer, text, audio, vision, text_mask, audio_mask, vision_mask, use_adapter=True):
-    """Seed 001 Eqs. 1-6 plus the LayerScale bottleneck adapter, in float64."""
-    t = text.astype(np.float64)
+    """Seed 001 Eqs. 1-6 plus the LayerScale bottleneck adapter, in float64;
+    padded text steps are computed from zeros."""
+    t = np.where(text_mask[..., None], text, 0).astype(np.float64)
     h_av = np.concatenate([audio @ _w(layer, "audio_proj/kernel"), vision @ _w(layer, "vision_proj/kernel")], 1)
     km = np.concatenate([audio_mask, vision_mask], 1)
     q = t @ _w(layer, "query/kernel")
@@ -131,7 +132,8 @@ def test_all_padding_audio_and_vision_injects_nothing_and_is_finite():
     masks = dict(masks, audio_mask=np.zeros_like(masks["audio_mask"]), vision_mask=np.zeros_like(masks["vision_mask"]))
     out = np.asarray(layer(text, audio * 1e3, vision * 1e3, **masks))
     assert np.all(np.isfinite(out))
-    np.testing.assert_allclose(out, text, atol=1e-6)
+    # H_fusion = H_T, with padded text steps zeroed.
+    np.testing.assert_allclose(out, np.where(masks["text_mask"][..., None], text, 0), atol=1e-6)
 
 
 def test_all_padding_text_is_finite():
@@ -191,3 +193,22 @@ def test_clear_errors():
         GatedResidualAdapter(num_heads=3)(text, audio, vision)
     with pytest.raises(ValueError, match="'audio' must be \\[batch, time, dim\\]"):
         GatedResidualAdapter(num_heads=2)(text, audio[:, :, 0], vision)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_inf_and_nan_under_the_masks_change_nothing_and_keep_gradients_finite(value):
+    layer = _layer(dropout=0.0)
+    text, audio, vision, masks = _inputs()
+    out = np.asarray(layer(text, audio, vision, **masks))
+    bad = []
+    for x, key in ((text, "text_mask"), (audio, "audio_mask"), (vision, "vision_mask")):
+        x = x.copy()
+        x[~masks[key]] = value
+        bad.append(x)
+    with tf.GradientTape() as tape:
+        got = layer(*bad, **masks, training=True)
+        loss = tf.reduce_sum(got * got)
+    np.testing.assert_allclose(np.asarray(got), out, atol=1e-5, rtol=0)
+    assert np.isfinite(np.asarray(got)).all()
+    for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
+        assert g is not None and np.isfinite(np.asarray(g)).all(), w.path

@@ -123,3 +123,19 @@ def test_config_roundtrip_and_errors():
         KeyModalityFusion()(bad)
     with pytest.raises(KeyError, match="vision"):
         KeyModalityFusion()({m: feats[m] for m in ("text", "audio")})
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("key", ["text", None])
+def test_inf_and_nan_under_the_masks_change_nothing_and_keep_gradients_finite(key, value):
+    feats, masks = _inputs(1)
+    layer = _layer(key, seed=2)
+    out = np.asarray(layer(feats, masks=masks))
+    bad = {m: np.where(masks[m][..., None], feats[m], value).astype("float32") for m in feats}
+    with tf.GradientTape() as tape:
+        got = layer(bad, masks=masks, training=True)
+        loss = tf.reduce_sum(got * got)
+    np.testing.assert_allclose(np.asarray(got), out, atol=1e-5)
+    assert np.isfinite(np.asarray(got)).all()
+    for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
+        assert g is not None and np.isfinite(np.asarray(g)).all(), w.path

@@ -26,3 +26,20 @@ def test_keras_mask_propagation_and_config():
     clone = MaskedMeanPooling.from_config(layer.get_config())
     assert clone.name == "pool"
     assert layer.compute_output_shape((None, 7, 3)) == (None, 3)
+
+
+def test_inf_and_nan_under_the_mask_change_nothing_and_keep_gradients_finite():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4, 2)).astype("float32")
+    mask = np.array([[1, 1, 0, 0], [0, 1, 1, 1], [0, 0, 0, 0]], bool)
+    clean = np.asarray(MaskedMeanPooling()(x, mask=mask))
+    for value in (np.inf, -np.inf, np.nan):
+        bad = tf.constant(np.where(mask[..., None], x, value).astype("float32"))
+        with tf.GradientTape() as tape:
+            tape.watch(bad)
+            out = MaskedMeanPooling()(bad, mask=mask)
+        np.testing.assert_allclose(np.asarray(out), clean, atol=1e-6)
+        grad = np.asarray(tape.gradient(out, bad))
+        assert np.isfinite(grad).all() and np.all(grad[~mask] == 0)

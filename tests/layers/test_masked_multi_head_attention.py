@@ -6,7 +6,9 @@ from keras_msa.layers import MaskedMultiHeadAttention
 
 
 def mha_reference(layer, query, context, q_mask, c_mask):
-    """Scaled dot-product attention per head, softmax over real context steps."""
+    """Scaled dot-product attention per head, softmax over real context steps;
+    padded queries are computed from zeros."""
+    query = np.where(q_mask[..., None], query, 0)
     wq, bq = (np.asarray(w, np.float64) for w in (layer.q_proj.kernel, layer.q_proj.bias))
     wk, bk = (np.asarray(w, np.float64) for w in (layer.k_proj.kernel, layer.k_proj.bias))
     wv, bv = (np.asarray(w, np.float64) for w in (layer.v_proj.kernel, layer.v_proj.bias))
@@ -97,3 +99,19 @@ def test_config_roundtrip_and_gradients():
     assert len(grads) == 8
     for w, g in zip(layer.trainable_weights, grads):
         assert g is not None and np.abs(np.asarray(g)).max() > 0, w.path
+
+
+def test_inf_and_nan_under_both_masks_change_nothing_and_keep_gradients_finite():
+    layer = build(num_heads=2)
+    query, context, q_mask, c_mask = make_inputs()
+    out = np.asarray(layer(query, context, query_mask=q_mask, context_mask=c_mask))
+    for value in (np.inf, -np.inf, np.nan):
+        q2, c2 = query.copy(), context.copy()
+        q2[~q_mask] = value
+        c2[~c_mask] = value
+        with tf.GradientTape() as tape:
+            got = layer(q2, c2, query_mask=q_mask, context_mask=c_mask, training=True)
+            loss = tf.reduce_sum(got * got)
+        np.testing.assert_allclose(np.asarray(got), out, atol=1e-6)
+        for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
+            assert g is not None and np.isfinite(np.asarray(g)).all(), (value, w.path)

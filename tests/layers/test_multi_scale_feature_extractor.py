@@ -133,3 +133,22 @@ def test_config_roundtrip_and_errors():
         one = MultiScaleFeatureExtractor(hidden_dim=4, num_scales=1)
         one(x)
         one.compute_channel_weights(x)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("num_scales", [1, 4])
+def test_inf_and_nan_under_the_mask_change_nothing_and_keep_gradients_finite(num_scales, value):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 6, 5)).astype("float32")
+    layer = _layer(num_scales)
+    out, last = (np.asarray(v) for v in layer(x, mask=MASK))
+    bad = x.copy()
+    bad[~MASK] = value
+    with tf.GradientTape() as tape:
+        got, got_last = layer(bad, mask=MASK, training=True)
+        loss = tf.reduce_sum(got * got) + tf.reduce_sum(got_last)
+    np.testing.assert_allclose(np.asarray(got), out, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got_last), last, atol=1e-6)
+    assert np.isfinite(np.asarray(got)).all()
+    for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
+        assert g is not None and np.isfinite(np.asarray(g)).all(), w.path

@@ -22,7 +22,8 @@ def numpy_se(x, mask, w1, b1, w2, b2, gate="relu"):
     h = np.maximum(z @ w1 + b1, 0.0)
     g = h @ w2 + b2
     s = np.maximum(g, 0.0) if gate == "relu" else 1.0 / (1.0 + np.exp(-g))
-    return x * s.reshape((x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)), s
+    keep = mask.reshape(mask.shape + (1,) * (x.ndim - 2))  # padded steps are zero
+    return np.where(keep, x, 0) * s.reshape((x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)), s
 
 
 @pytest.mark.parametrize("gate", ["relu", "sigmoid"])
@@ -108,3 +109,23 @@ def test_mixed_precision_compute_dtype():
     layer = SEChannelAttention(ratio=2, dtype="mixed_float16")
     out = layer(np.ones((2, 3, 2, 4), "float32"), mask=np.ones((2, 3), bool))
     assert out.dtype == "float16" and np.isfinite(np.asarray(out, "float32")).all()
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_inf_and_nan_under_the_mask_change_nothing_and_keep_gradients_finite(value):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 3, 4)).astype("float32")
+    mask = np.array([[1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]], bool)
+    layer = SEChannelAttention(ratio=4, gate="relu")
+    layer.build(x.shape)
+    _randomize(layer, 4)
+    out = np.asarray(layer(x, mask=mask))
+    bad = x.copy()
+    bad[~mask] = value
+    with tf.GradientTape() as tape:
+        got = layer(bad, mask=mask)
+        loss = tf.reduce_sum(got * got)
+    np.testing.assert_allclose(np.asarray(got), out, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(got)[~mask], 0.0)
+    for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
+        assert g is not None and np.isfinite(np.asarray(g)).all(), w.path
