@@ -79,6 +79,8 @@ Repairs, counted in ``meta["repairs"]`` (never silent):
   modality's file or no overlapping rows (the modality is then an empty
   ``[0, d]`` sequence: missing, masked out downstream).
 * ``segments_without_words``: segments with no word token (``raw_text`` "").
+* ``word_tokens_not_utf8_replaced``: word tokens that are not valid UTF-8
+  (their bad bytes become U+FFFD).
 * ``fold_videos_without_labels``: fold videos absent from the labels file
   (skipped); ``labelled_videos_not_in_folds``: labelled videos in no fold
   (left out); ``videos_without_segments``: labelled videos with zero rows.
@@ -127,6 +129,8 @@ class ComputationalSequence:
         is_words: whether the features are bytes tokens.
         files_read: other files HDF5 read for it (only with
             `allow_external=True`; empty otherwise).
+        tokens_not_utf8: word tokens that were not valid UTF-8 (decoded with
+            U+FFFD replacement characters).
     """
 
     def __init__(self, path, root, data, metadata, is_words):
@@ -136,6 +140,7 @@ class ComputationalSequence:
         self.metadata = metadata
         self.is_words = is_words
         self.files_read = []
+        self.tokens_not_utf8 = 0
 
     @property
     def dim(self):
@@ -147,6 +152,14 @@ class ComputationalSequence:
     def __repr__(self):
         return (f"ComputationalSequence(root={self.root!r}, videos={len(self.data)}, "
                 f"dim={self.dim}, words={self.is_words})")
+
+
+def _is_utf8(raw):
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _decode(value):
@@ -401,6 +414,7 @@ def read_computational_sequence(path, root=None, allow_external=False, max_read_
                                           key=f"/{root}/metadata/{key}") from None
         data = {}
         kinds = set()
+        not_utf8 = 0
         for vid in group["data"]:
             key = f"/{root}/data/{vid}"
             entry = group["data"][vid]
@@ -416,6 +430,9 @@ def read_computational_sequence(path, root=None, allow_external=False, max_read_
                 raise DataFormatError(f"unreadable data (truncated or corrupt file?): {e}",
                                       path=path, key=key) from None
             features, intervals, kind = _check_entry(features, intervals, path, key)
+            if isinstance(kind, tuple):
+                kind, bad_tokens = kind
+                not_utf8 += bad_tokens
             kinds.add(kind)
             data[_decode(vid)] = (features, intervals)
         if len(kinds) > 1:
@@ -423,6 +440,7 @@ def read_computational_sequence(path, root=None, allow_external=False, max_read_
                                   key=f"/{root}/data")
     seq = ComputationalSequence(path, _decode(root), data, metadata, is_words=kinds == {"words"})
     seq.files_read = list(files_read)
+    seq.tokens_not_utf8 = not_utf8
     return seq
 
 
@@ -459,7 +477,8 @@ def _check_entry(features, intervals, path, key):
             raise DataFormatError(f"word tokens must be (n, 1); got shape {features.shape}",
                                   path=path, key=f"{key}/features")
         tokens = np.array([_decode(t).strip() for t in features[:, 0]], dtype=object)
-        return tokens, intervals, "words"
+        not_utf8 = sum(1 for t in features[:, 0] if isinstance(t, bytes) and not _is_utf8(t))
+        return tokens, intervals, ("words", not_utf8)
     if not np.issubdtype(features.dtype, np.number) or np.issubdtype(features.dtype, np.complexfloating):
         raise DataFormatError(f"features must be real numbers or bytes tokens; got dtype {features.dtype}",
                               path=path, key=f"{key}/features")
@@ -706,6 +725,8 @@ def read_csd(
         if n:
             repairs[name] = repairs.get(name, 0) + int(n)
 
+    if word_seq is not None:
+        count("word_tokens_not_utf8_replaced", word_seq.tokens_not_utf8)
     dims = {m: seq.dim for m, seq in feature_seqs.items()}
     if missing_dims == "auto":
         missing_dims = MISSING_DIMS.get(str(dataset).lower(), {})

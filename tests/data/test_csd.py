@@ -290,10 +290,11 @@ def test_without_words(mini):
     assert not any(s.endswith("Words.csd") for s in meta["sources"])
 
 
-def test_summary_says_what_the_dataset_holds(mini, tmp_path, load_recipe):
+def test_summary_says_what_the_dataset_holds(mini, tmp_path_factory, load_recipe):
     """Raw text but no text features is what a words-only .csd holds; the
     summary says so instead of "text: length 0..0, missing in 5"."""
     convert = load_recipe("convert")
+    tmp_path = tmp_path_factory.mktemp("converted")  # outside the input, as convert asks
     out = tmp_path / "out"
     schema = convert.convert("csd", str(mini), str(out), dataset="mosi", progress=False)
     holds = schema["extra"]["holds"]

@@ -204,3 +204,13 @@ def test_no_segment_in_any_fold_is_refused(tmp_path):
     path, _, _ = write_hostile(str(tmp_path), ["hard"])
     with pytest.raises(DataFormatError, match=r"Toy_Labels.csd: no labelled segment in any fold"):
         read_csd(str(tmp_path), words=False, features={}, folds={"train": ["ghost"], "test": []})
+
+
+def test_word_tokens_that_are_not_utf8_are_counted(tmp_path):
+    write_hostile(str(tmp_path), ["hard"])
+    with h5py.File(tmp_path / "Toy_Words.csd", "w") as f:
+        f["W/data/v1/features"] = np.array([[b"caf\xe9"], [b"ok"]], dtype="S8")
+        f["W/data/v1/intervals"] = np.array([[0.0, 0.5], [0.5, 1.0]])
+    splits, meta = read_csd(str(tmp_path), features={}, folds={"train": ["v1"]}, missing_dims=None)
+    assert splits["train"][0]["raw_text"] == "caf\ufffd ok"
+    assert meta["repairs"]["word_tokens_not_utf8_replaced"] == 1
