@@ -1,6 +1,11 @@
 """Evaluate a saved model on one split and print its metrics as JSON.
 
     python recipes/evaluate.py --model_path=runs/lfdnn/model.keras --data=synthetic --split=test
+
+The model loads in Keras's safe mode (code stored in a `.keras` file, such as
+a Lambda layer, is refused); a missing, truncated or damaged file, a split the
+data do not have, or data of other feature widths than the model's is an error
+that names the flag, the path and what was expected.
 """
 
 import json
@@ -21,47 +26,35 @@ flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic benchmark's data.")
 flags.DEFINE_string("synthetic_sizes", None, "JSON split sizes of the synthetic data.")
 flags.DEFINE_bool("synthetic_unimodal_labels", False, "Synthetic unimodal labels.")
+flags.DEFINE_string("synthetic_options", None, "JSON dict of extra make_synthetic_benchmark arguments "
+                    "(as given to recipes/train.py, e.g. '{\"text_dim\": 16}').")
 
 
 def main(argv):
     del argv
-    import keras
-
-    import keras_msa  # noqa: F401  (registers the model classes)
-    from keras_msa.data.validation import expected_dims_from_model
-    from keras_msa.data.validation import validate_batch
-    from keras_msa.models.base import MODALITIES
-    from keras_msa.training.evaluation import evaluate_model
     from keras_msa.training.runner import TrainConfig
-    from keras_msa.training.runner import load_data
+    from keras_msa.training.runner import check_config
+    from keras_msa.training.runner import evaluate_saved_model
+    from keras_msa.training.runner import parse_json_flag
 
-    if not os.path.exists(FLAGS.model_path):
-        raise app.UsageError(f"--model_path={FLAGS.model_path} does not exist.")
-    model = keras.saving.load_model(FLAGS.model_path)
-    config = TrainConfig(
-        data=FLAGS.data,
-        scale=FLAGS.scale,
-        batch_size=FLAGS.batch_size,
-        synthetic_seed=FLAGS.synthetic_seed,
-        synthetic_sizes=json.loads(FLAGS.synthetic_sizes) if FLAGS.synthetic_sizes else None,
-        synthetic_unimodal_labels=FLAGS.synthetic_unimodal_labels,
-    )
-    datasets, info = load_data(config, splits=(FLAGS.split,))
-    if FLAGS.split not in datasets:
-        raise app.UsageError(f"{FLAGS.data} has no split '{FLAGS.split}'.")
-    first = next(iter(datasets[FLAGS.split]))[0]
-    expected = expected_dims_from_model(model)
-    validate_batch(
-        {k: v.numpy() for k, v in first.items()},
-        expected_dims=expected,
-        # The modalities the model was built with (AVEC 2019 data has no text).
-        modalities=list(expected) or MODALITIES,
-        source=f"{FLAGS.data}:{FLAGS.split}",
-    )
-    metrics = evaluate_model(model, datasets[FLAGS.split], info["scale"])
-    report = {"model_path": FLAGS.model_path, "data": FLAGS.data, "split": FLAGS.split, "metrics": metrics}
-    if "bayes_mae" in info:
-        report["bayes_mae"] = info["bayes_mae"][FLAGS.split]
+    try:
+        config = TrainConfig(
+            data=FLAGS.data,
+            scale=FLAGS.scale,
+            batch_size=FLAGS.batch_size,
+            synthetic_seed=FLAGS.synthetic_seed,
+            synthetic_sizes=parse_json_flag("synthetic_sizes", FLAGS.synthetic_sizes),
+            synthetic_unimodal_labels=FLAGS.synthetic_unimodal_labels,
+            synthetic_options=parse_json_flag("synthetic_options", FLAGS.synthetic_options),
+        )
+        check_config(config)
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    try:
+        report = evaluate_saved_model(FLAGS.model_path, config, FLAGS.split)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        # Each names the flag, path, split or key at fault.
+        raise SystemExit(f"evaluate.py: {e}")
     print(json.dumps(report, indent=2))
 
 

@@ -148,16 +148,18 @@ def load_sample_batch(data, split, sample, synthetic_seed=0, synthetic_sizes=Non
 
 def main(argv):
     del argv
-    import json
-
-    import keras
-
     import keras_msa.models  # noqa: F401  (registers the model classes)
 
     if not FLAGS.model_path:
         raise app.UsageError("--model_path is required.")
-    model = keras.saving.load_model(FLAGS.model_path)
-    sizes = json.loads(FLAGS.synthetic_sizes) if FLAGS.synthetic_sizes else None
+    from keras_msa.training.runner import parse_json_flag
+    from keras_msa.utils.loading import load_model
+
+    try:
+        sizes = parse_json_flag("synthetic_sizes", FLAGS.synthetic_sizes)
+        model = load_model(FLAGS.model_path, label="--model_path")
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"plot_attention.py: {e}")
     batch, index = load_sample_batch(
         FLAGS.data, FLAGS.split, FLAGS.sample, FLAGS.synthetic_seed, sizes, FLAGS.synthetic_aligned
     )

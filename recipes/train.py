@@ -31,7 +31,6 @@ The same `--seed` gives the same metrics twice on the same hardware (op
 determinism is on unless `--nodeterministic`).
 """
 
-import json
 import os
 import sys
 
@@ -81,18 +80,19 @@ flags.DEFINE_integer("logical_cpu_devices", 0, "Split the CPU into N logical dev
 
 
 def config_from_flags():
+    """The run's `TrainConfig`; a flag that cannot make a run (bad JSON, a
+    negative size, ...) is a `UsageError` that names it."""
     from keras_msa.training.runner import TrainConfig
+    from keras_msa.training.runner import check_config
+    from keras_msa.training.runner import parse_json_flag
 
     try:
-        model_config = json.loads(FLAGS.model_config)
-    except json.JSONDecodeError as e:
-        raise app.UsageError(f"--model_config is not valid JSON: {e}")
-    sizes = json.loads(FLAGS.synthetic_sizes) if FLAGS.synthetic_sizes else None
-    try:
-        synthetic_options = json.loads(FLAGS.synthetic_options) if FLAGS.synthetic_options else None
-    except json.JSONDecodeError as e:
-        raise app.UsageError(f"--synthetic_options is not valid JSON: {e}")
-    return TrainConfig(
+        model_config = parse_json_flag("model_config", FLAGS.model_config) or {}
+        sizes = parse_json_flag("synthetic_sizes", FLAGS.synthetic_sizes)
+        synthetic_options = parse_json_flag("synthetic_options", FLAGS.synthetic_options)
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    config = TrainConfig(
         model=FLAGS.model,
         preset=FLAGS.preset,
         model_config=model_config,
@@ -120,6 +120,11 @@ def config_from_flags():
         deterministic=FLAGS.deterministic,
         synthetic_options=synthetic_options,
     )
+    try:
+        check_config(config)
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    return config
 
 
 def format_summary(results):

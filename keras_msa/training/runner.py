@@ -65,6 +65,55 @@ class TrainConfig:
 # Config fields that may change between a run and its resumption.
 _RESUME_FREE_FIELDS = ("epochs", "verbose", "output_dir", "checkpoint_every_steps", "keep_checkpoints")
 
+# Validation metrics include a correlation, which needs two samples.
+MIN_VALIDATION_SAMPLES = 2
+
+
+def parse_json_flag(flag, value, kind=dict):
+    """The JSON value of `--<flag>` (`None` when empty), or a `ValueError`
+    that names the flag, the parse error and the type expected."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--{flag} is not valid JSON ({e}); got {value!r}.") from None
+    if not isinstance(parsed, kind):
+        raise ValueError(f"--{flag} must be a JSON {'object' if kind is dict else kind.__name__}; "
+                         f"got {type(parsed).__name__} {value!r}.")
+    return parsed
+
+
+def check_config(config):
+    """Raises `ValueError` naming the flag of the first value of `config`
+    that cannot make a run (before any data are read)."""
+    def need(ok, flag, what, value):
+        if not ok:
+            raise ValueError(f"--{flag} must be {what}; got {value!r}.")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    need(is_int(config.batch_size) and config.batch_size >= 1, "batch_size", "an integer >= 1", config.batch_size)
+    need(is_int(config.epochs) and config.epochs >= 1, "epochs", "an integer >= 1", config.epochs)
+    need(is_int(config.patience) and config.patience >= 0, "patience", "an integer >= 0", config.patience)
+    need(isinstance(config.learning_rate, (int, float)) and 0 < config.learning_rate < float("inf"),
+         "learning_rate", "a finite number > 0", config.learning_rate)
+    need(is_int(config.checkpoint_every_steps) and config.checkpoint_every_steps >= 0,
+         "checkpoint_every_steps", "an integer >= 0", config.checkpoint_every_steps)
+    need(is_int(config.keep_checkpoints) and config.keep_checkpoints >= 1, "keep_checkpoints",
+         "an integer >= 1", config.keep_checkpoints)
+    for flag in ("model_config", "synthetic_options"):
+        value = getattr(config, flag)
+        need(value is None or isinstance(value, dict), flag, "a JSON object (dict)", value)
+    sizes = config.synthetic_sizes
+    if sizes is not None:
+        need(isinstance(sizes, dict) and sizes, "synthetic_sizes",
+             'a non-empty JSON object of split sizes, e.g. {"train": 512, "valid": 128, "test": 256}', sizes)
+        for split, n in sizes.items():
+            # The generator cannot make an empty split (and an empty one could not be used).
+            need(is_int(n) and n >= 1, "synthetic_sizes", f"split sizes that are integers >= 1 ('{split}')", n)
+
 
 def save_model_atomic(model, path):
     """`model.save(path)` through a temporary file renamed at the end."""
@@ -130,6 +179,46 @@ def load_data(config, splits=("train", "valid", "test"), shuffle_train=True):
     return datasets, info
 
 
+def _count_samples(dataset):
+    import tensorflow as tf
+
+    n = 0
+    for batch in dataset:
+        targets = batch[1]
+        first = targets[next(iter(targets))] if isinstance(targets, dict) else targets
+        n += int(tf.shape(first)[0])
+    return n
+
+
+def _check_split_sizes(config, datasets, info):
+    """Refuses, before the first epoch, a training split without samples and
+    a validation split (`valid`, else `test`) too small to validate on: after
+    an epoch of training would be too late to say so."""
+    sizes = dict((info or {}).get("sizes") or {})
+    where = f"--data={config.data}"
+    if "valid" in datasets:
+        val_split = "valid"
+    elif "test" in datasets:
+        val_split = "test"
+    else:
+        raise ValueError(
+            f"{where} has no 'valid' (or 'test') split to validate on: early stopping and the "
+            f"validation metrics need one. It has {sorted(datasets)}."
+        )
+    for split, least in (("train", 1), (val_split, MIN_VALIDATION_SAMPLES)):
+        n = sizes.get(split)
+        if n is None:
+            n = _count_samples(datasets[split])
+        if n < least:
+            role = "training" if split == "train" else "validation"
+            raise ValueError(
+                f"The {role} split '{split}' of {where} holds {n} sample{'s' if n != 1 else ''}; "
+                f"{'training' if split == 'train' else 'validation (metrics with a correlation, early stopping)'} "
+                f"needs at least {least}. Convert the data with a larger '{split}' split"
+                f"{' (or pass --synthetic_sizes)' if config.data == 'synthetic' else ''}."
+            )
+
+
 def build_model(config):
     from keras_msa.models import get_model_class
 
@@ -192,6 +281,7 @@ def train(config, datasets=None, info=None):
     from keras_msa.training.precision import precision_policy
 
     check_policy(config.mixed_precision or "float32")
+    check_config(config)
     with precision_policy(config.mixed_precision or "float32"), determinism(config.seed, config.deterministic):
         return _train(config, datasets, info)
 
@@ -221,7 +311,8 @@ def _train(config, datasets, info):
     if datasets is None:
         datasets, info = load_data(config, shuffle_train=not use_custom)
     if "train" not in datasets:
-        raise ValueError(f"{config.data} has no 'train' split.")
+        raise ValueError(f"--data={config.data} has no 'train' split; it has {sorted(datasets)}.")
+    _check_split_sizes(config, datasets, info)
 
     first_inputs, first_targets = next(iter(datasets["train"]))[:2]
     # Check the modalities the data holds (AVEC 2019 has no text unless a word
@@ -333,6 +424,43 @@ def _train(config, datasets, info):
         os.path.join(output_dir, "metrics.json"), json.dumps(results, indent=2, default=float)
     )
     return results, model
+
+
+def evaluate_saved_model(model_path, config, split="test"):
+    """Loads the `.keras` file `model_path` (safe mode) and evaluates it on
+    `split` of `config.data`; returns the report `recipes/evaluate.py` prints.
+
+    Raises an error naming the flag and the path for a missing or damaged
+    model file (`keras_msa.utils.loading.ModelFileError`), a split the data
+    do not have or that is empty, and data whose feature widths are not the
+    model's (`BatchValidationError`).
+    """
+    from keras_msa.data.validation import expected_dims_from_model
+    from keras_msa.data.validation import validate_batch
+    from keras_msa.utils.loading import load_model
+
+    check_config(config)
+    model = load_model(model_path, label="--model_path")
+    datasets, info = load_data(config, splits=(split,))
+    if split not in datasets:
+        raise ValueError(f"--data={config.data} has no split '{split}' (--split); it has "
+                         f"{sorted((info or {}).get('sizes') or {})}.")
+    first = next(iter(datasets[split]), None)
+    if first is None:
+        raise ValueError(f"--split={split} of --data={config.data} is empty: nothing to evaluate.")
+    expected = expected_dims_from_model(model)
+    validate_batch(
+        {k: v.numpy() for k, v in first[0].items()},
+        expected_dims=expected,
+        # The modalities the model was built with (AVEC 2019 data has no text).
+        modalities=list(expected) or MODALITIES,
+        source=f"--data={config.data} split '{split}' (the model {model_path} was built for widths {expected})",
+    )
+    report = {"model_path": model_path, "data": config.data, "split": split,
+              "metrics": evaluate_model(model, datasets[split], info["scale"])}
+    if "bayes_mae" in info:
+        report["bayes_mae"] = info["bayes_mae"][split]
+    return report
 
 
 def train_seeds(config, seeds):

@@ -174,3 +174,44 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     h_res = read_history_csv(str(tmp_path / "killed" / "history.csv"))
     assert h_res["epoch"] == h_full["epoch"] == [1, 2, 3]
     np.testing.assert_allclose(h_res["loss"], h_full["loss"], atol=1e-6, rtol=0)
+
+
+def test_empty_or_tiny_validation_split_is_refused_before_the_first_epoch(tmp_path):
+    config = tiny_config(tmp_path, synthetic_sizes={"train": 32, "valid": 1, "test": 8},
+                         output_dir=str(tmp_path / "v1"))
+    with pytest.raises(ValueError, match=r"validation split 'valid' of --data=synthetic holds 1 sample; .*"
+                                         r"at least 2"):
+        train(config)
+    assert not (tmp_path / "v1" / "history.csv").exists()  # no epoch ran
+    with pytest.raises(ValueError, match=r"--synthetic_sizes must be split sizes that are integers >= 1 \('valid'\)"):
+        train(tiny_config(tmp_path, synthetic_sizes={"train": 32, "valid": 0, "test": 8}))
+    # Datasets handed in without sizes are counted.
+    from keras_msa.training.runner import load_data
+
+    config = tiny_config(tmp_path, synthetic_sizes={"train": 32, "valid": 8, "test": 8})
+    datasets, info = load_data(config)
+    datasets["valid"] = datasets["valid"].take(0)
+    info = dict(info, sizes={})
+    with pytest.raises(ValueError, match=r"split 'valid' of --data=synthetic holds 0 samples"):
+        train(config, datasets, info)
+    with pytest.raises(ValueError, match=r"no 'valid' \(or 'test'\) split"):
+        train(config, {"train": datasets["train"]}, info)
+
+
+def test_flags_that_cannot_make_a_run_are_named(tmp_path):
+    from keras_msa.training.runner import check_config
+    from keras_msa.training.runner import parse_json_flag
+
+    with pytest.raises(ValueError, match=r"--synthetic_sizes is not valid JSON \(Expecting property name"):
+        parse_json_flag("synthetic_sizes", "{train: 3}")
+    with pytest.raises(ValueError, match=r"--model_config must be a JSON object; got list"):
+        parse_json_flag("model_config", "[1, 2]")
+    assert parse_json_flag("synthetic_sizes", "") is None
+    bad = {"batch_size": 0, "epochs": -1, "learning_rate": float("nan"), "keep_checkpoints": 0,
+           "synthetic_sizes": {"train": -4}, "model_config": [1]}
+    for field, value in bad.items():
+        with pytest.raises(ValueError, match=rf"^--{field} must be"):
+            check_config(tiny_config(tmp_path, **{field: value}))
+    with pytest.raises(ValueError, match=r"--synthetic_sizes must be split sizes that are integers >= 1 \('valid'\)"):
+        train(tiny_config(tmp_path, synthetic_sizes={"train": 32, "valid": "many"}))
+
