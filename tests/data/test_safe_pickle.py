@@ -114,3 +114,110 @@ def test_truncated_and_corrupt(tmp_path):
         safe_load(path)
     with pytest.raises(FileNotFoundError):
         safe_load(tmp_path / "absent.pkl")
+
+
+class _Reduce:
+    """Pickles as `f(*args)` with BUILD `state`: lets a test forge any reduce tuple."""
+
+    def __init__(self, f, args, state=None):
+        self.f, self.args, self.state = f, args, state
+
+    def __reduce__(self):
+        return (self.f, self.args) if self.state is None else (self.f, self.args, self.state)
+
+
+def _forged_dtype(spec, state):
+    return _Reduce(np.dtype, (spec, False, True), state)
+
+
+def _forged_array(shape, dtype, raw):
+    from numpy._core.multiarray import _reconstruct
+
+    return _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, shape, dtype, False, raw))
+
+
+_POINTER = (0x4141414141).to_bytes(8, "little")
+
+
+@pytest.mark.parametrize("name,obj", [
+    # An object field declared with flags 0: numpy would read the bytes as a pointer.
+    ("struct_object_field", _forged_array(
+        (1,), _forged_dtype("V8", (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 8, 1, 0)), _POINTER)),
+    ("object_dtype_flags0", _forged_array((1,), _forged_dtype("O8", (3, "|", None, None, None, -1, -1, 0)),
+                                          _POINTER)),
+    ("subarray_of_objects", _forged_array(
+        (1,), _forged_dtype("V16", (3, "|", (np.dtype("O"), (2,)), None, None, 16, 8, 0)), _POINTER * 2)),
+    ("object_scalar", _Reduce(__import__("numpy._core.multiarray", fromlist=["scalar"]).scalar,
+                              (_forged_dtype("O8", (3, "|", None, None, None, -1, -1, 0)), _POINTER))),
+])
+def test_forged_object_arrays_are_refused(tmp_path, name, obj):
+    path = write_pickle({"train": {"id": obj}}, tmp_path / f"{name}.pkl", protocol=2)
+    # Before the fix these loaded, and reading the item segfaulted.
+    with pytest.raises(UnsafePickleError, match="refusing this pickle") as info:
+        safe_load(path)
+    assert f"{name}.pkl" in str(info.value) and "object" in str(info.value)
+
+
+def test_dtypes_and_arrays_rebuilt_exactly(tmp_path):
+    values = {
+        "struct": np.array([(1.5, [1, 2]), (2.5, [3, 4])], dtype=[("a", "<f4"), ("b", "<i2", (2,))]),
+        "titled": np.zeros(2, dtype=[(("Title", "t"), ">f8")]),
+        "fortran": np.asfortranarray(np.arange(6, dtype=">i4").reshape(2, 3)),
+        "strings": np.array(["ab", "cdé"]), "bytes": np.array([b"x", b"yz"]), "zero_d": np.array(3.5),
+        "empty": np.zeros((0, 4)), "objects": np.array([[1, "a"], [None, (2,)]], dtype=object),
+        "bools": np.array([True, False]), "c": np.array([1 + 2j], np.complex64),
+    }
+    for protocol in (2, 4, 5):
+        path = write_pickle(values, tmp_path / "v.pkl", protocol=protocol)
+        back = safe_load(path)
+        with open(path, "rb") as f:
+            expected = pickle.load(f)  # numpy's own loading (it turns non-native byte orders native)
+        for k, v in expected.items():
+            assert type(back[k]) is np.ndarray and back[k].dtype == v.dtype, k
+            assert back[k].shape == v.shape and back[k].flags.f_contiguous == v.flags.f_contiguous, k
+            assert back[k].tolist() == v.tolist() if v.dtype.hasobject else back[k].tobytes() == v.tobytes(), k
+            assert back[k].tolist() == values[k].tolist() if v.dtype.hasobject else np.array_equal(back[k], values[k])
+        assert back["fortran"].flags.f_contiguous and back["struct"].flags.writeable
+
+
+def test_datetime_and_bare_globals_refused():
+    with pytest.raises(UnsafePickleError, match="datetime"):
+        safe_loads(pickle.dumps(np.zeros(2, "M8[s]")), source="d.pkl")
+    with pytest.raises(UnsafePickleError, match="data holds"):
+        safe_loads(pickle.dumps(np.dtype), source="d.pkl")
+    with pytest.raises(UnsafePickleError, match="called directly"):
+        safe_loads(pickle.dumps(_Reduce(np.ndarray, ((2**27,), "f8"))), source="d.pkl")
+
+
+def test_allocation_cap(tmp_path):
+    # 39 bytes that ask for bytearray(2**28) (before the fix: 256 MiB allocated).
+    blob = pickle.dumps(_Reduce(bytearray, (2**28,)), protocol=2)
+    path = tmp_path / "tiny.pkl"
+    path.write_bytes(blob)
+    with pytest.raises(DataFormatError, match="cap") as info:
+        safe_load(path)
+    msg = str(info.value)
+    assert "tiny.pkl" in msg and "bytearray(268435456)" in msg and "max_allocation_factor" in msg
+    assert f"{len(blob)} bytes" in msg
+    # The cap is the documented factor x size + floor, and the options raise it.
+    assert len(safe_load(path, min_allocation_bytes=2**28 + 2**20)) == 2**28
+    with pytest.raises(DataFormatError, match="cap"):
+        safe_loads(pickle.dumps(_Reduce(bytearray, (2**21,))), min_allocation_bytes=2**20)
+    # Huge declared shapes and memo indices, and opcode floods, are refused before allocating.
+    with pytest.raises(DataFormatError, match="cap"):
+        safe_loads(pickle.dumps(_forged_array((2**40,), np.dtype("O"), [])))
+    with pytest.raises(DataFormatError, match="memo index"):
+        safe_loads(b"\x80\x02N" + b"r" + (680825748).to_bytes(4, "little") + b".")
+    with pytest.raises(DataFormatError, match="cap"):
+        safe_loads(b"\x80\x04" + b"\x8f" * 20000 + b".", min_allocation_bytes=0, max_allocation_factor=8)
+    # A real layout stays far below the default cap.
+    real = write_pickle(mmsa_arrays(n=(30, 10, 10), seq=20), tmp_path / "aligned_50.pkl")
+    safe_load(real, min_allocation_bytes=0)
+
+
+def test_directory_and_invalid_strings(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        safe_load(tmp_path)
+    raw = np.array(["ab"]).tobytes()[:-4] + (0x110000).to_bytes(4, "little")
+    with pytest.raises(DataFormatError, match="code point"):
+        safe_loads(pickle.dumps(_forged_array((1,), np.dtype("<U2"), raw)), source="u.pkl")
