@@ -306,6 +306,11 @@ def _train(config, datasets, info):
     # Workers other than the chief keep their own files apart (a shared file
     # system must not see two writers of one path).
     output_dir = config.output_dir if is_chief else os.path.join(config.output_dir, f"worker_{task_index}")
+    existing = output_dir
+    while existing and not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if existing and not os.path.isdir(existing):
+        raise NotADirectoryError(f"--output_dir={config.output_dir}: {existing} is a file, not a directory.")
     os.makedirs(output_dir, exist_ok=True)
 
     if datasets is None:

@@ -215,3 +215,10 @@ def test_flags_that_cannot_make_a_run_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"--synthetic_sizes must be split sizes that are integers >= 1 \('valid'\)"):
         train(tiny_config(tmp_path, synthetic_sizes={"train": 32, "valid": "many"}))
 
+
+
+def test_output_dir_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "taken").write_text("a file of the user's")
+    with pytest.raises(NotADirectoryError, match=r"--output_dir=.*taken/run: .*taken is a file"):
+        train(tiny_config(tmp_path, output_dir=str(tmp_path / "taken" / "run")))
+    assert (tmp_path / "taken").read_text() == "a file of the user's"
