@@ -11,6 +11,8 @@ import copy
 import keras
 from keras import ops
 
+from keras_msa.utils.masks import zero_masked
+
 MODALITIES = ("text", "audio", "vision")
 
 _MODEL_REGISTRY = {}
@@ -47,6 +49,13 @@ def get_modality(inputs, name, required=True):
 
     A missing `<name>_mask` means every step is real. A missing feature key
     raises a `KeyError` that names the key and lists what the batch holds.
+
+    The features come back with every padded step set to exactly 0, by
+    selection (`where`), not by multiplying with the mask: real data holds
+    non-finite values under its masks (MMSA audio has -inf) and `0 * inf` is
+    NaN, in the forward pass and in every gradient that flows through a
+    layer reading those steps. Doing it here covers every model at once; the
+    layers also protect themselves when used on their own.
     """
     if name not in inputs:
         if not required:
@@ -59,8 +68,18 @@ def get_modality(inputs, name, required=True):
     mask = inputs.get(f"{name}_mask")
     if mask is None:
         mask = ops.ones(ops.shape(x)[:2], dtype="bool")
-    else:
-        mask = ops.cast(mask, "bool")
+        return x, mask
+    mask = ops.cast(mask, "bool")
+    # Other ranks are left to the model's own shape checks.
+    if len(mask.shape) == 2 and len(x.shape) >= 3:
+        steps, mask_steps = x.shape[1], mask.shape[1]
+        if steps is not None and mask_steps is not None and steps != mask_steps:
+            raise ValueError(
+                f"'{name}_mask' has {mask_steps} steps but '{name}' has {steps} "
+                f"(expected '{name}_mask' [batch, time] matching '{name}' "
+                f"[batch, time, dim]); got shapes {tuple(mask.shape)} and {tuple(x.shape)}."
+            )
+        x = zero_masked(x, mask)
     return x, mask
 
 

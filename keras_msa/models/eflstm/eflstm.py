@@ -7,6 +7,7 @@ from keras_msa.models.base import MSAModel
 from keras_msa.models.base import get_modality
 from keras_msa.models.base import register_model
 from keras_msa.utils.masks import last_valid_step
+from keras_msa.utils.masks import masked_rnn
 
 
 @register_model("eflstm")
@@ -60,8 +61,10 @@ class EFLSTM(MSAModel):
     def call(self, inputs, training=False):
         feats, masks = [], []
         for m in self.modalities:
+            # Padded steps come back as exact zeros (selected, not
+            # multiplied: 0 * inf is NaN).
             x, mask = get_modality(inputs, m)
-            feats.append(x * ops.cast(mask, x.dtype)[..., None])
+            feats.append(x)
             masks.append(mask)
         lengths = {int(f.shape[1]) for f in feats if f.shape[1] is not None}
         if len(lengths) > 1:
@@ -73,7 +76,9 @@ class EFLSTM(MSAModel):
         mask = masks[0]
         for m in masks[1:]:
             mask = ops.logical_or(mask, m)
-        h = self.lstm(x, mask=mask, training=training)
+        # masked_rnn: a sample with every modality missing, or a left-padded
+        # batch, cannot trip the cuDNN mask check on a GPU.
+        h = masked_rnn(self.lstm, x, mask, training=training)
         h = last_valid_step(h, mask)
         h = self.drop(self.hidden(h), training=training)
         return {"sentiment": self.head(h)}

@@ -11,6 +11,7 @@ from keras_msa.models.base import get_modality
 from keras_msa.models.base import register_model
 from keras_msa.models.base import regression_loss
 from keras_msa.utils.masks import masked_mean
+from keras_msa.utils.masks import masked_rnn
 
 FUSIONS = ("key", "equal", "early", "late")
 MULTI_TASK = ("auto", "labels", "contrastive", "none")
@@ -309,7 +310,7 @@ class M3SA(MSAModel):
                 )
             joint_mask = ops.logical_or(ops.logical_or(masks["text"], masks["audio"]), masks["vision"])
             joint = ops.concatenate([feats[m] for m in MODALITIES], axis=-1)
-            h = self.early_lstm(joint, mask=joint_mask, training=training)
+            h = masked_rnn(self.early_lstm, joint, joint_mask, training=training)
             pooled = masked_mean(h, joint_mask, axis=1)
             return self.fused_heads["early"](self.feature_dropout(pooled, training=training), training=training)
         keys = [self.active_key] if self.active_key is not None else list(self.fusions)

@@ -11,6 +11,7 @@ from keras_msa.models.base import MSAModel
 from keras_msa.models.base import get_modality
 from keras_msa.models.base import register_model
 from keras_msa.utils.masks import masked_mean
+from keras_msa.utils.masks import masked_rnn
 
 TASKS = ("sentiment", "phq8")
 
@@ -220,7 +221,9 @@ class SSGDL(MSAModel):
                 fused, aligned, primary_mask=mask, secondary_masks=[mask] * len(aligned), training=training
             )
             features = ops.concatenate([fused, disc], axis=-1)
-        state = self.lstm(features, mask=mask, training=training)
+        # masked_rnn: a sample whose anchor is missing, or a left-padded
+        # batch, cannot trip the cuDNN mask check on a GPU (its state is 0).
+        state = masked_rnn(self.lstm, features, mask, training=training)
         h = state + self.anchor_residual(masked_mean(aligned[0], mask))
         score = self.head(self.head_dropout(h, training=training))
         outputs = {"sentiment": score}

@@ -13,6 +13,8 @@ from keras_msa.models.base import MSAModel
 from keras_msa.models.base import get_modality
 from keras_msa.models.base import register_model
 from keras_msa.utils.masks import masked_mean
+from keras_msa.utils.masks import masked_rnn
+from keras_msa.utils.masks import zero_masked
 
 NON_TEXT = ("audio", "vision")
 
@@ -34,7 +36,8 @@ def _sinusoid(length, dim, dtype):
 
 
 def _zero_padding(x, mask):
-    return x * ops.cast(mask, x.dtype)[..., None]
+    # Selected, not multiplied: 0 * inf is NaN, forward and backward.
+    return zero_masked(x, mask)
 
 
 @register_model("tecafn")
@@ -337,7 +340,7 @@ class TeCaFN(MSAModel):
             h = self.unimodal_encoders[m](
                 _zero_padding(self._positional(x), mask), query_mask=mask, training=training
             )
-            h = self.lstms[m](h, mask=mask, training=training)
+            h = masked_rnn(self.lstms[m], h, mask, training=training)
             h = self.convs[m](_zero_padding(h, mask))
             feats[m] = (_zero_padding(h, mask), mask)
         return feats

@@ -1,0 +1,104 @@
+"""Every registered model under real padding: variable lengths, a missing
+modality, an all-padding sample, and +inf / -inf / NaN under every mask.
+
+Real batches carry non-finite values under their masks (MMSA audio holds
+-inf); `0 * inf = NaN`, so a model that masks by multiplying, or that runs
+arithmetic on padded steps before discarding them, gives NaN outputs or NaN
+gradients. Each model must give exactly its clean-padding outputs, finite,
+and finite gradients of its whole objective (`compute_loss`), in inference
+and in training mode.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_msa.models.base import available_models
+from keras_msa.models.base import get_model_class
+
+B, T = 4, 6
+DIMS = {"text": 8, "audio": 3, "vision": 4}
+
+# Tiny configurations without dropout, so that training-mode outputs are
+# deterministic and comparable.
+TINY = {
+    "lfdnn": dict(hidden_dims={"text": 4, "audio": 4, "vision": 4}, fusion_dim=4, dropout=0.0),
+    "eflstm": dict(hidden_dim=4, head_dim=4, dropout=0.0),
+    "mulg": dict(
+        hidden_dim=4, num_layers=1, text_dropout=0.0, attention_dropout=0.0,
+        residual_dropout=0.0, output_dropout=0.0,
+    ),
+    "m3sa": dict(hidden_dim=4, num_scales=3, ratio=2, num_heads=2, dropout=0.0),
+    "tecafn": dict(
+        hidden_dim=4, unimodal_hidden=4, num_layers=1, num_heads=2, num_hard_negatives=2,
+        dropout=0.0, seed=0,
+    ),
+    "crosssent": dict(
+        hidden_dim=8, num_layers=2, num_attention_heads=2, gmra_heads=2, adapter_dim=4,
+        dropout=0.0, gmra_dropout=0.0,
+    ),
+    "ssgdl": dict(hidden_dim=8, num_heads=2, kernel_sizes=(3, 5), min_width=4, dropout=0.0),
+}
+
+
+def test_every_registered_model_has_a_tiny_config():
+    missing = sorted(set(available_models()) - set(TINY))
+    assert not missing, f"add a tiny config to tests/models/test_masking.py::TINY for {missing}"
+
+
+def _batch():
+    rng = np.random.default_rng(0)
+    lengths = {
+        "text": [6, 4, 5, 0],
+        "audio": [6, 0, 3, 0],  # sample 1: audio missing
+        "vision": [5, 2, 0, 0],  # sample 2: vision missing; sample 3: all padding
+    }
+    clean, poisoned = {}, {}
+    poison = np.array([np.inf, -np.inf, np.nan], "float32")
+    for m, dim in DIMS.items():
+        mask = np.arange(T)[None, :] < np.array(lengths[m])[:, None]
+        x = rng.standard_normal((B, T, dim)).astype("float32")
+        clean[m] = np.where(mask[..., None], x, 0).astype("float32")
+        bad = x.copy()
+        pad = ~mask
+        # +inf, -inf and NaN in turn over the padded entries.
+        bad[pad] = poison[np.arange(pad.sum() * dim) % 3].reshape(-1, dim)
+        poisoned[m] = bad
+        clean[f"{m}_mask"] = poisoned[f"{m}_mask"] = mask
+    targets = {"sentiment": rng.uniform(-3, 3, (B, 1)).astype("float32")}
+    return clean, poisoned, targets
+
+
+def _model(name):
+    keras.utils.set_random_seed(0)
+    return get_model_class(name)(**TINY[name])
+
+
+def _assert_same_finite(got, want, what):
+    assert set(got) == set(want), what
+    for key in want:
+        g, w = np.asarray(got[key], np.float64), np.asarray(want[key], np.float64)
+        assert np.isfinite(g).all(), f"{what}: '{key}' is not finite"
+        np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5, err_msg=f"{what}: '{key}'")
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_inf_and_nan_under_masks_change_nothing_and_gradients_stay_finite(name):
+    clean, poisoned, targets = _batch()
+    model = _model(name)
+    _assert_same_finite(model(poisoned, training=False), model(clean, training=False), f"{name} inference")
+
+    # Training mode: two identically seeded models, so that random layers
+    # (TeCaFN's replacement gate) draw the same numbers for both batches.
+    reference = _model(name)(clean, training=True)
+    model = _model(name)
+    with tf.GradientTape() as tape:
+        y_pred = model(poisoned, training=True)
+        loss = model.compute_loss(x=poisoned, y=targets, y_pred=y_pred, training=True)
+    _assert_same_finite(y_pred, reference, f"{name} training")
+    assert np.isfinite(float(loss)), f"{name}: loss {float(loss)}"
+    grads = tape.gradient(loss, model.trainable_weights)
+    bad = [w.path for w, g in zip(model.trainable_weights, grads) if g is not None and not np.isfinite(np.asarray(g)).all()]
+    assert not bad, f"{name}: non-finite gradients for {bad}"
+    assert any(g is not None and np.abs(np.asarray(g)).max() > 0 for g in grads)
