@@ -711,6 +711,17 @@ def labelcsv_duplicate_clip(tmp):
     return "silent_wrong" if err is None else _clear(err, "duplicate")
 
 
+@harness.case("labelcsv_array_without_steps")
+def labelcsv_array_without_steps(tmp):
+    d = _lc_dir(tmp)
+    np.savez(os.path.join(d, "features", "vA", "1.npz"), text=np.zeros((0, 4)), audio=np.ones((2, 2)),
+             vision=np.ones((2, 3)))
+    result, err = _attempt(lambda: _read_lc(d))
+    if err is not None:
+        return _clear(err, "1.npz")
+    return "handled" if any("empty" in k or "missing" in k for k in result[1]["repairs"]) else "silent_wrong"
+
+
 @harness.case("labelcsv_width_differs_between_clips")
 def labelcsv_width_differs_between_clips(tmp):
     d = _lc_dir(tmp)
@@ -882,6 +893,17 @@ def avec_no_participants(tmp):
             f.write("Participant_ID,PHQ_Score\n")
     result, err = _attempt(lambda: _read_avec(d))
     return "silent_wrong" if err is None else _clear(err, "no participant")
+
+
+@harness.case("avec_feature_file_without_frames")
+def avec_feature_file_without_frames(tmp):
+    d = _avec_dir(tmp)
+    with open(os.path.join(d, "301_P", "features", "301_OpenSMILE2.3.0_egemaps.csv"), "w") as f:
+        f.write("name;frameTime;" + ";".join(f"l{j}" for j in range(6)) + "\n")
+    result, err = _attempt(lambda: _read_avec(d))
+    if err is not None:
+        return _clear(err, "301_OpenSMILE")
+    return "handled" if any("empty" in k or "missing" in k for k in result[1]["repairs"]) else "silent_wrong"
 
 
 @harness.case("avec_phq_out_of_range")

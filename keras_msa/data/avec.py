@@ -55,7 +55,8 @@ beyond the float32 range, an ``.npy`` header that declares more than its file
 holds or more than ``max_array_bytes``, or a width that differs between
 sessions; a transcript that cannot be read or parsed. Counted repairs in ``meta["repairs"]``: ``sessions_missing_<modality>``
 (no file for that participant: empty ``[0, D]`` sequence, masked out
-downstream), ``nonfinite_feature_values_zeroed/<modality>`` (NaN/inf set to 0;
+downstream), ``sessions_with_empty_<modality>_file`` (a header without frames:
+the same), ``nonfinite_feature_values_zeroed/<modality>`` (NaN/inf set to 0;
 ``nonfinite="error"`` raises), ``non_numeric_feature_values_zeroed/<modality>``.
 """
 
@@ -381,6 +382,8 @@ def read_avec(
                     count(f"non_numeric_feature_values_zeroed/{m}", non_numeric)
                     count(f"nonfinite_feature_values_zeroed/{m}", int(bad.sum()) - non_numeric)
                     x = np.where(bad, 0.0, x).astype(np.float32)
+                if not x.shape[0]:
+                    count(f"sessions_with_empty_{m}_file")  # a header and no frames: missing, and counted
                 ex[m] = _pool(x, pool, max_len)
                 sources.append(path)
             if transcripts:

@@ -45,7 +45,8 @@ array that cannot be read, declares more than ``max_array_bytes`` (default
 256 MiB) or more bytes than its file holds, is not numeric, not 1-D/2-D, or
 whose width differs between clips. Counted repairs in ``meta["repairs"]``:
 ``clips_missing_<modality>`` (no array for that clip: empty ``[0, D]``
-sequence, masked out downstream), ``nonfinite_feature_values_zeroed/<modality>``
+sequence, masked out downstream), ``clips_with_empty_<modality>_array`` (an
+array with no steps: the same), ``nonfinite_feature_values_zeroed/<modality>``
 (NaN/inf set to 0, as MMSA does for -inf audio; ``nonfinite="error"`` raises),
 ``text_na_markers_emptied`` (a ``text`` cell that is a pandas missing-value
 marker such as ``nan`` or ``None``: stored as "", not as the word "nan").
@@ -340,6 +341,8 @@ def read_labelcsv(input_dir, *, dataset="custom", label_range="auto", nonfinite=
                 raise DataFormatError(f"{m} width {x.shape[1]} differs from modality_dims[{m!r}]={explicit[m]}",
                                       path=path)
             dims[m] = x.shape[1]
+            if not x.shape[0]:
+                count(f"clips_with_empty_{m}_array")  # no steps: missing, and counted
             bad = ~np.isfinite(x)
             if bad.any():
                 if nonfinite == "error":

@@ -215,6 +215,9 @@ def test_feature_file_oddities(avec_dir, tmp_path):
         read_avec(str(d), max_len=-1)
     with pytest.raises(ValueError, match="pool must be an int >= 1"):
         read_avec(str(d), pool=0)
+    (d / "301_P" / "features" / "301_OpenSMILE2.3.0_egemaps.csv").write_text("name;frameTime;" + ";".join("abcdef") + "\n")
+    splits, meta = read_avec(str(d))
+    assert splits["train"][1]["audio"].shape == (0, 6) and meta["repairs"] == {"sessions_with_empty_audio_file": 1}
     t = d / "300_P" / "300_Transcript.csv"
     t.write_bytes(b"Start_Time,End_Time,Text\n0,1,\xff\xfe bad\n")
     with pytest.raises(DataFormatError, match=r"300_Transcript.csv: cannot read the transcript"):

@@ -279,6 +279,9 @@ def test_forged_array_headers_and_values(tmp_path):
     with pytest.raises(DataFormatError, match=r"1.npz: text: the array declares .* over the cap of 256.0 MiB; "
                                               r"pass max_array_bytes"):
         read_labelcsv(str(tmp_path))
+    np.savez(npz, text=np.zeros((0, 4)), audio=np.ones((5, 2)), vision=np.ones(6))
+    _, meta = read_labelcsv(str(tmp_path))
+    assert meta["repairs"] == {"clips_with_empty_text_array": 1}
     np.savez(npz, text=np.full((3, 4), 1e39), audio=np.ones((5, 2)), vision=np.ones(6))
     with pytest.raises(DataFormatError, match=r"1.npz: text: 12 finite values exceed the float32 range"):
         read_labelcsv(str(tmp_path))
