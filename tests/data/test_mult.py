@@ -56,7 +56,7 @@ def test_iemocap_emotions(tmp_path):
 
 
 def test_urfunny_humor(tmp_path):
-    raw = mult_arrays(kind="urfunny")
+    raw = mult_arrays(kind="urfunny", dims=(12, 8, 6))  # widths of no sentiment release
     splits, meta = read_mult(write_pickle(raw, tmp_path / "data.pkl"), dataset="ur_funny")
     assert meta["dataset"] == "urfunny" and meta["label_ranges"] == {"humor": (0.0, 1.0)}
     assert [ex["humor"] for ex in splits["test"]] == list(raw["test"]["labels"][:, 0])
@@ -104,3 +104,52 @@ def test_bad_inputs(tmp_path):
         f.truncate(50)
     with pytest.raises(DataFormatError, match="truncated|corrupt"):
         read_mult(path)
+
+
+def test_invalid_iemocap_pairs_name_example_and_emotion(tmp_path):
+    # Before, (1, 1) and (0, 0) silently became "absent" (argmax 0).
+    for pair in ([1.0, 1.0], [0.0, 0.0]):
+        raw = mult_arrays(kind="iemocap", dims=(6, 74, 35))
+        raw["valid"]["labels"][2, 1] = pair
+        _error(tmp_path, raw, rf"valid/labels: example 2, emotion 'sad': \(not, is\) pair \{pair}",
+               name="iemocap_data.pkl")
+
+
+def test_dataset_from_content(tmp_path):
+    (tmp_path / "iemocap_runs").mkdir()
+    # A MOSEI file in a directory named for IEMOCAP: the content decides.
+    raw = mult_arrays(dims=(12, 74, 35))
+    _, meta = read_mult(write_pickle(raw, tmp_path / "iemocap_runs" / "data.pkl"))
+    assert meta["dataset"] == "mosei" and "MOSEI's" in meta["dataset_evidence"]
+    # IEMOCAP labels decide even with MOSEI's widths; an explicit mosei contradicts them.
+    raw = mult_arrays(kind="iemocap", dims=(12, 74, 35))
+    path = write_pickle(raw, tmp_path / "data.pkl")
+    assert read_mult(path)[1]["dataset"] == "iemocap"
+    with pytest.raises(DataFormatError, match=r"--dataset=mosei contradicts .*\(N, 4, 2\) emotion pairs"):
+        read_mult(path, dataset="mosei")
+    with pytest.raises(DataFormatError, match="file name says MOSI but .*MOSEI's"):
+        read_mult(write_pickle(mult_arrays(dims=(12, 74, 35)), tmp_path / "mosi_data.pkl"))
+    with pytest.raises(ValueError, match="unknown dataset.*'iemocap', 'mosei', 'mosi', 'urfunny'"):
+        read_mult(path, dataset="meld")
+    with pytest.raises(DataFormatError, match="cannot tell which dataset"):
+        read_mult(write_pickle(mult_arrays(dims=(12, 8, 6)), tmp_path / "data.pkl"))
+
+
+def test_ids_empty_split_overflow(tmp_path):
+    raw = mult_arrays()
+    raw["valid"]["id"][1] = raw["valid"]["id"][0]
+    _error(tmp_path, raw, r"valid/id: 1 duplicate id\(s\) in the split: \['vvalid0\$_\$0'\]")
+    raw = mult_arrays()
+    raw["test"]["id"] = raw["test"]["id"].astype(object)  # wide enough for a train id
+    raw["test"]["id"][0] = raw["train"]["id"][0]
+    _error(tmp_path, raw, "test/id: 1 id.* also in another split: 'vtrain0\\$_\\$0' \\(in train\\)")
+    raw = mult_arrays()
+    raw["test"]["vision"] = raw["test"]["vision"].astype(np.float64)
+    raw["test"]["vision"][0, -1, 0] = 1e300
+    _error(tmp_path, raw, r"value 1e\+300 in 'vision' of split test .* overflows float32")
+    raw = mult_arrays()
+    raw["valid"] = {k: v[:0] for k, v in raw["valid"].items()}
+    splits, _ = read_mult(write_pickle(raw, tmp_path / "mosi_data.pkl"))
+    assert splits["valid"] == [] and len(splits["test"]) == 4
+    with pytest.raises(DataFormatError, match="is a directory"):
+        read_mult(tmp_path)
