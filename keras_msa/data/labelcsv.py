@@ -162,7 +162,7 @@ def check_id(value, column, path, line):
         bad = f"is {value!r}"
     elif "/" in value or "\\" in value or os.sep in value:
         bad = "contains a path separator"
-    elif os.path.isabs(value) or (len(value) > 1 and value[1] == ":"):
+    elif os.path.isabs(value):
         bad = "is an absolute path"
     elif "\0" in value:
         bad = "contains a NUL byte"
