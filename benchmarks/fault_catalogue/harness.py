@@ -69,9 +69,14 @@ def _run_isolated(module_file, name, memory_limit_gb=4):
         "import resource, sys, json\n"
         f"resource.setrlimit(resource.RLIMIT_AS, ({memory_limit_gb} << 30, {memory_limit_gb} << 30))\n"
         f"sys.argv = [{module_file!r}, '--one', {name!r}]\n"
-        f"exec(compile(open({module_file!r}).read(), {module_file!r}, 'exec'), {{'__name__': '__main__'}})\n"
+        f"exec(compile(open({module_file!r}).read(), {module_file!r}, 'exec'), "
+        f"{{'__name__': '__main__', '__file__': {module_file!r}}})\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    # Run from a neutral directory: `python -c` puts the working directory
+    # first on sys.path, which would shadow the checkout PYTHONPATH names.
+    with tempfile.TemporaryDirectory() as cwd:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=600, cwd=cwd)
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith("OUTCOME "):
             return line.split(" ", 1)[1].strip()
