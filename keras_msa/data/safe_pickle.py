@@ -299,7 +299,7 @@ class SafeUnpickler(pickle.Unpickler):
                 if name == "STOP":
                     break
         except ValueError as e:  # pickletools' word for a malformed or short stream
-            if "exhausted" in str(e) or "but only" in str(e):
+            if any(w in str(e) for w in ("exhausted", "but only", "not enough data", "no newline")):
                 raise DataFormatError(f"truncated or empty pickle ({e}); download it again.", path=self.source) from e
             raise DataFormatError(f"corrupt or not a pickle ({e}).", path=self.source) from e
         self.charge(cost, "the objects its opcodes make")
