@@ -11,8 +11,14 @@ computational sequences), `avec` (AVEC 2019 DDS), `labelcsv` (MMSA-FET
 unpickler: a file that would run code is refused.
 
 The output is written atomically (into a temporary directory renamed at the
-end): an error or Ctrl-C leaves nothing at `--output`. An existing non-empty
-`--output` is refused unless `--overwrite`. The summary (split sizes, repairs
+end): an error or Ctrl-C leaves nothing at `--output`, and the next run on the
+same output deletes what a killed one left (`.<output>.tmp-*`, reported). An
+existing non-empty `--output` is refused unless `--overwrite`; with it, the old
+directory is renamed aside and deleted only once the new one is in place. An
+`--output` that is, contains or lies inside the input (or any source file the
+reader names) is always refused: replacing it would delete the input. A second
+conversion into an output being written fails at once. An empty train or valid
+split is refused (`--allow_empty_splits` to write evaluation-only data). The summary (split sizes, repairs
 the reader made) is printed at the end and stored in `<output>/schema.json`
 with sha256 checksums of the source files. Then train on it:
 
@@ -50,6 +56,8 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty --output.")
 flags.DEFINE_integer("examples_per_shard", 1000, "Records per TFRecord shard.")
 flags.DEFINE_string("reader_options", "{}", "JSON dict of extra keyword arguments for the reader.")
 flags.DEFINE_bool("progress", True, "Print progress to stderr.")
+flags.DEFINE_list("allow_empty_splits", [], "Splits among train, valid that may have no examples "
+                  "(evaluation-only data); by default an empty train or valid split is refused.")
 
 
 def get_reader(fmt):
@@ -63,11 +71,57 @@ def get_reader(fmt):
         raise RuntimeError(f"The '{fmt}' reader ({module}.{name}) is not available: {e}") from e
 
 
+def parse_reader_options(text, flag="--reader_options"):
+    """The JSON object of `--reader_options`, or a ValueError that names the
+    flag and points at the parse error."""
+    try:
+        options = json.loads(text or "{}")
+    except json.JSONDecodeError as e:
+        pointer = " " * e.pos + "^"
+        raise ValueError(
+            f"{flag}: not valid JSON: {e.msg} at line {e.lineno}, column {e.colno} (character {e.pos}):\n"
+            f"  {text}\n  {pointer}\nexpected a JSON object such as '{{\"folds\": \"folds.json\"}}' "
+            f"(keys in double quotes)."
+        ) from None
+    if not isinstance(options, dict):
+        raise ValueError(f"{flag}: expected a JSON object {{\"option\": value}}, got {type(options).__name__} "
+                         f"{text!r}.")
+    return options
+
+
+#: How to give each format a validation split, for the note printed when a
+#: reader returns none.
+_HOW_TO_VALIDATE = {
+    "labelcsv": "mark some rows of label.csv with mode=valid",
+    "csd": "pass folds with a 'valid' list of video ids (--reader_options='{\"folds\": \"folds.json\"}')",
+    "avec": "add the dev split's labels file (dev_split_Depression_AVEC2017.csv) to the input directory",
+    "mmsa": "use a pickle with a non-empty 'valid' key (MMSA's own files have one)",
+    "mult": "use a pickle with a non-empty 'valid' key (MulT's own files have one)",
+}
+
+
 def convert(fmt, input_path, output, dataset=None, overwrite=False, examples_per_shard=1000,
-            reader_options=None, progress=True):
-    """Reads `input_path` with the `fmt` reader and writes `output`; returns the schema."""
+            reader_options=None, progress=True, allow_empty_splits=()):
+    """Reads `input_path` with the `fmt` reader and writes `output`; returns the schema.
+
+    Refused before the (possibly long) read: an output that is, contains or
+    lies inside `input_path` (replacing it would delete the input), an
+    occupied output without `overwrite`, an output another conversion is
+    writing, and `examples_per_shard` < 1. After the read, the same checks
+    run against every source file the reader names. An empty `train` or
+    `valid` split is refused unless named in `allow_empty_splits`.
+    """
+    from keras_msa.data.tfrecord import check_output
+    from keras_msa.data.tfrecord import output_lock
     from keras_msa.data.tfrecord import write_dataset
 
+    if isinstance(examples_per_shard, bool) or not isinstance(examples_per_shard, int) or examples_per_shard < 1:
+        raise ValueError(f"--examples_per_shard={examples_per_shard}: expected an integer >= 1 (records per "
+                         f"TFRecord shard file).")
+    unknown_splits = sorted(set(allow_empty_splits) - {"train", "valid"})
+    if unknown_splits:
+        raise ValueError(f"--allow_empty_splits={','.join(allow_empty_splits)}: unknown split(s) {unknown_splits}; "
+                         f"expected 'train' and/or 'valid' (other splits may always be empty).")
     reader = get_reader(fmt)
     kwargs = dict(reader_options or {})
     if dataset is not None:
@@ -77,25 +131,34 @@ def convert(fmt, input_path, output, dataset=None, overwrite=False, examples_per
     unknown = [k for k in kwargs if k not in params and not takes_any]
     if unknown:
         raise ValueError(f"The '{fmt}' reader takes no option(s) {unknown}; it takes {list(params)[1:]}.")
-    # Refuse an occupied output before the (possibly long) read.
-    if os.path.isdir(output) and os.listdir(output) and not overwrite:
-        raise FileExistsError(f"{output}: exists and is not empty; pass --overwrite to replace it.")
-    splits, meta = reader(input_path, **kwargs)
-    meta = dict(meta or {})
-    extra = {k: v for k, v in meta.items() if k not in ("dataset", "sources", "repairs", "label_ranges")}
-    extra.update({"format": fmt, "input": os.path.abspath(input_path)})
-    return write_dataset(
-        output,
-        splits,
-        dataset=meta.get("dataset") or dataset or fmt,
-        sources=meta.get("sources") or [input_path],
-        label_ranges=meta.get("label_ranges"),
-        repairs=meta.get("repairs"),
-        extra=json.loads(json.dumps(extra, default=str)),
-        examples_per_shard=examples_per_shard,
-        progress=progress,
-        overwrite=overwrite,
-    )
+    if not os.path.exists(input_path):
+        raise FileNotFoundError(f"--input={input_path}: no such file or directory.")
+    check_output(output, overwrite, protected=[input_path])
+    # Held from before the read, so that a second conversion into the same
+    # output fails now rather than after its own long read.
+    with output_lock(output):
+        splits, meta = reader(input_path, **kwargs)
+        meta = dict(meta or {})
+        if "valid" not in splits:
+            print(f"[convert] note: the {fmt} reader found no validation split in {input_path}; train.py "
+                  f"will select its best epoch on 'test' instead (an optimistic estimate). To make one, "
+                  f"{_HOW_TO_VALIDATE.get(fmt, 'give the reader a valid split')}.", file=sys.stderr, flush=True)
+        extra = {k: v for k, v in meta.items() if k not in ("dataset", "sources", "repairs", "label_ranges")}
+        extra.update({"format": fmt, "input": os.path.abspath(input_path)})
+        return write_dataset(
+            output,
+            splits,
+            dataset=meta.get("dataset") or dataset or fmt,
+            sources=meta.get("sources") or [input_path],
+            protected=[input_path],
+            label_ranges=meta.get("label_ranges"),
+            repairs=meta.get("repairs"),
+            extra=json.loads(json.dumps(extra, default=str)),
+            examples_per_shard=examples_per_shard,
+            progress=progress,
+            overwrite=overwrite,
+            allow_empty=tuple(allow_empty_splits),
+        )
 
 
 def summary(schema, output):
@@ -125,8 +188,8 @@ def main(argv):
             raise app.UsageError(f"--{name} is required.")
     schema = convert(
         FLAGS.format, FLAGS.input, FLAGS.output, dataset=FLAGS.dataset, overwrite=FLAGS.overwrite,
-        examples_per_shard=FLAGS.examples_per_shard, reader_options=json.loads(FLAGS.reader_options),
-        progress=FLAGS.progress,
+        examples_per_shard=FLAGS.examples_per_shard, reader_options=parse_reader_options(FLAGS.reader_options),
+        progress=FLAGS.progress, allow_empty_splits=FLAGS.allow_empty_splits,
     )
     print(summary(schema, FLAGS.output))
     print(json.dumps({"splits": schema["splits"], "repairs": schema["repairs"]}))

@@ -263,3 +263,268 @@ def test_synthetic_benchmark_trains_from_tfrecord(tmp_path):
     results, _ = train(config)
     assert np.isfinite(results["test"]["mae"])
     assert os.path.exists(tmp_path / "run" / "model.keras")
+
+
+# --------------------------------------------------------------------------
+# Outputs: never over an input, atomic replacement, leftovers, permissions
+# --------------------------------------------------------------------------
+
+
+def _tiny(n=3, split="train"):
+    return make_examples(n, 5, split, tokens=False)
+
+
+def test_refuses_output_that_is_contains_or_is_inside_a_source(tmp_path):
+    project = tmp_path / "project"
+    (project / "raw").mkdir(parents=True)
+    src = project / "raw" / "mosi.pkl"
+    src.write_bytes(b"the only copy")
+    (project / "notes.txt").write_text("keep me")
+    link = tmp_path / "link"
+    link.symlink_to(project / "raw")
+    cases = [(project, [src], "a parent of the input"), (project / "raw", [src], "a parent of the input"),
+             (src, [src], "is the input"), (link, [src], "a parent of the input"),
+             (project / "raw" / "out", [src, project / "raw"], "inside the input")]
+    for out, sources, match in cases:
+        with pytest.raises(ValueError, match=match) as info:
+            write_dataset(out, {"train": _tiny()}, dataset="toy", sources=sources[:1], protected=sources[1:],
+                          overwrite=True, progress=False)
+        assert str(sources[-1]) in str(info.value) and "refusing to write the output" in str(info.value)
+    assert src.read_bytes() == b"the only copy" and (project / "notes.txt").read_text() == "keep me"
+    assert sorted(os.listdir(project)) == ["notes.txt", "raw"] and os.listdir(project / "raw") == ["mosi.pkl"]
+
+
+def test_overwrite_through_a_symlink_replaces_its_target(tmp_path):
+    real = tmp_path / "store" / "ds"
+    write_dataset(real, {"train": _tiny(2)}, dataset="a", progress=False)
+    link = tmp_path / "ds"
+    link.symlink_to(real)
+    write_dataset(link, {"train": _tiny(3)}, dataset="b", overwrite=True, progress=False)
+    assert link.is_symlink() and read_schema(link)["dataset"] == "b" and read_schema(real)["splits"] == {"train": 3}
+    assert sorted(os.listdir(tmp_path)) == ["ds", "store"] and os.listdir(tmp_path / "store") == ["ds"]
+
+
+def test_next_run_removes_only_our_leftovers(tmp_path, capsys):
+    killed = tmp_path / ".ds.tmp-abc12_xy"
+    killed.mkdir()
+    (killed / ".train-00000.part").write_bytes(b"half a shard")
+    (killed / "train-00000-of-00002.tfrecord").write_bytes(b"")
+    foreign = tmp_path / ".ds.tmp-keepme00"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("not ours")
+    other_output = tmp_path / ".dsx.tmp-abc12_xy"
+    other_output.mkdir()
+    write_dataset(tmp_path / "ds", {"train": _tiny()}, dataset="toy", progress=False)
+    err = capsys.readouterr().err
+    assert not killed.exists() and f"removed {killed}" in err
+    assert (foreign / "thesis.tex").exists() and f"kept {foreign}" in err
+    assert other_output.exists()
+    assert sorted(os.listdir(tmp_path)) == [".ds.tmp-keepme00", ".dsx.tmp-abc12_xy", "ds"]
+
+
+def test_a_second_writer_of_the_same_output_fails_at_once(tmp_path):
+    import threading
+
+    out = tmp_path / "ds"
+    seen = {}
+
+    def first():
+        yield from _tiny(2)
+        worker = threading.Thread(target=second)
+        worker.start()
+        worker.join()
+        yield from _tiny(1)
+
+    def second():
+        try:
+            write_dataset(out, {"train": _tiny(5)}, dataset="second", overwrite=True, progress=False)
+            seen["second"] = "wrote"
+        except FileExistsError as e:
+            seen["second"] = str(e)
+
+    write_dataset(out, {"train": first()}, dataset="first", progress=False)
+    assert "another conversion is writing" in seen["second"]
+    assert read_schema(out)["dataset"] == "first" and os.listdir(tmp_path) == ["ds"]
+
+
+def test_disk_full_mid_write_leaves_the_old_dataset(tmp_path, monkeypatch):
+    import errno
+
+    import tensorflow as tf
+
+    out = tmp_path / "ds"
+    write_dataset(out, {"train": _tiny(2)}, dataset="old", progress=False)
+    real_write, calls = tf.io.TFRecordWriter.write, []
+
+    def write(self, record):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, record)
+
+    monkeypatch.setattr(tf.io.TFRecordWriter, "write", write)
+    with pytest.raises(OSError, match="No space"):
+        write_dataset(out, {"train": _tiny(6)}, dataset="new", overwrite=True, examples_per_shard=2, progress=False)
+    assert read_schema(out)["dataset"] == "old" and os.listdir(tmp_path) == ["ds"]
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_output_permissions_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
+    old = os.umask(mask)
+    try:
+        out = tmp_path / "ds"
+        write_dataset(out, {"train": _tiny()}, dataset="toy", progress=False)
+    finally:
+        os.umask(old)
+    assert os.stat(out).st_mode & 0o777 == dir_mode
+    assert {os.stat(out / name).st_mode & 0o777 for name in os.listdir(out)} == {file_mode}
+
+
+def test_empty_train_or_valid_split_is_refused(tmp_path):
+    with pytest.raises(DataFormatError, match=r"split 'valid'.*no examples.*mode=valid.*allow_empty"):
+        write_dataset(tmp_path / "a", {"train": _tiny(), "valid": []}, dataset="toy", progress=False)
+    with pytest.raises(DataFormatError, match=r"split 'train'.*nothing to train on"):
+        write_dataset(tmp_path / "b", {"train": iter(()), "valid": _tiny()}, dataset="toy", progress=False)
+    assert os.listdir(tmp_path) == []
+    schema = write_dataset(tmp_path / "c", {"train": [], "valid": [], "test": _tiny(2, "test")}, dataset="toy",
+                           allow_empty=("train", "valid"), progress=False)
+    assert schema["splits"] == {"train": 0, "valid": 0, "test": 2}
+
+
+def test_bad_output_paths_and_shard_sizes(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(FileExistsError, match="not a directory"):
+        write_dataset(blocker, {"train": _tiny()}, dataset="toy", overwrite=True, progress=False)
+    with pytest.raises(NotADirectoryError, match=r"file, not a directory"):
+        write_dataset(blocker / "ds", {"train": _tiny()}, dataset="toy", progress=False)
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="examples_per_shard must be an integer >= 1"):
+            write_dataset(tmp_path / "ds", {"train": _tiny()}, dataset="toy", examples_per_shard=bad, progress=False)
+    assert os.listdir(tmp_path) == ["file"] and blocker.read_text() == "x"
+
+
+# --------------------------------------------------------------------------
+# Reading: the schema is checked against the records
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small(tmp_path):
+    out = tmp_path / "small"
+    write_dataset(out, {"train": make_examples(5, 3, tokens=False)}, dataset="toy", examples_per_shard=2,
+                  progress=False)
+    return out
+
+
+def _edit_schema(out, fn):
+    schema = json.loads((out / "schema.json").read_text())
+    fn(schema)
+    (out / "schema.json").write_text(json.dumps(schema))
+
+
+def _iterate(out, **kw):
+    for _ in load_split(out, "train", batch_size=2, **kw):
+        pass
+
+
+def test_schema_smaller_than_records_is_an_error_not_a_truncation(small):
+    def shrink(schema):
+        schema["modalities"]["text"]["max_length"] = 1
+
+    _edit_schema(small, shrink)
+    with pytest.raises(DataFormatError, match=r"train-00000-of-00003.tfrecord.*field 'text'.*max_length is 1"):
+        load_split(small, "train")
+    with pytest.raises(DataFormatError, match=r"field 'text'.*max_length is 1"):
+        list(read_examples(small, "train"))
+
+
+def test_a_later_record_longer_than_the_schema_fails_naming_shard_and_field(tmp_path):
+    import tensorflow as tf
+
+    examples = _tiny(4)
+    for i, steps in enumerate([2, 2, 2, 6]):  # the first record of each shard is short
+        examples[i]["text"] = np.ones((steps, 4), np.float32)
+    out = tmp_path / "ds"
+    write_dataset(out, {"train": examples}, dataset="toy", examples_per_shard=2, progress=False)
+    _edit_schema(out, lambda schema: schema["modalities"]["text"].update(max_length=3))
+    load_split(out, "train")  # the cheap check at load time sees only first records
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"DataFormatError: .*train-00001-of-00002.tfrecord: "
+                                                             r"record 1 \(id='train-3'\), field 'text': schema.json "
+                                                             r"disagrees with the records: 6 steps, but the schema's "
+                                                             r"max_length is 3"):
+        _iterate(out)
+
+
+def test_schema_width_that_disagrees_with_records(small):
+    def widen(schema):
+        schema["modalities"]["audio"]["dim"] = 5
+
+    _edit_schema(small, widen)
+    with pytest.raises(DataFormatError, match=r"train-0000\d-of-00003.tfrecord.*field 'audio'.*(width 3.0).*"
+                                              r"schema's dim is 5"):
+        load_split(small, "train")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_truncated_or_corrupt_shard_is_named(small, damage):
+    import tensorflow as tf
+
+    shard = small / "train-00001-of-00003.tfrecord"
+    data = bytearray(shard.read_bytes())
+    if damage == "truncate":
+        shard.write_bytes(bytes(data[:-20]))
+        with pytest.raises(DataFormatError, match=r"train-00001-of-00003.tfrecord: shard is truncated or corrupt"
+                                                  r".*re-run the conversion"):
+            load_split(small, "train")
+    else:
+        data[-10] ^= 0xFF  # the last record's payload: same size, bad checksum
+        shard.write_bytes(bytes(data))
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"train-00001-of-00003.tfrecord: shard is truncated "
+                                                                 r"or corrupt \(after record 1: corrupted record"):
+            _iterate(small)
+    with pytest.raises(DataFormatError, match=r"train-00001-of-00003.tfrecord: shard is truncated or corrupt"):
+        list(read_examples(small, "train"))
+
+
+def test_schema_counts_that_disagree_with_records(small):
+    import tensorflow as tf
+
+    def older_and_wrong(schema):  # a schema without shard sizes, claiming one record more
+        del schema["shard_sizes"]
+        schema["splits"]["train"] = 6
+
+    _edit_schema(small, older_and_wrong)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"small: split 'train': the shards hold 5 records, "
+                                                             r"but schema.json says 6"):
+        _iterate(small)
+    with pytest.raises(DataFormatError, match="hold 5 records, but schema.json says 6"):
+        list(read_examples(small, "train"))
+
+
+def test_schema_fields_are_checked(small, tmp_path):
+    outside = tmp_path / "secret.tfrecord"
+    outside.write_bytes(b"")
+    edits = [
+        (lambda s: s["shards"].update(train=["../secret.tfrecord"] + s["shards"]["train"][1:]),
+         r"shards/train.*not a plain file name"),
+        (lambda s: s["splits"].update(train="5"), r"splits.*number of examples"),
+        (lambda s: s["modalities"]["text"].update(dim=-1), r"modalities/text.*dim >= 0"),
+        (lambda s: s["labels"]["emotions"].update(shape=[3]), r"labels/emotions.*shape \[3\] differs"),
+        (lambda s: s["shard_sizes"]["train"][0].update(records=1), r"shard_sizes/train.*hold 4 records"),
+    ]
+    original = (small / "schema.json").read_text()
+    for edit, match in edits:
+        (small / "schema.json").write_text(original)
+        _edit_schema(small, edit)
+        with pytest.raises(DataFormatError, match=match):
+            load_split(small, "train")
+    (small / "schema.json").write_text("{\n  \"splits\": {,\n}")
+    with pytest.raises(DataFormatError, match=r"schema.json: corrupt schema \(not valid JSON: .* line 2, column 14"):
+        read_schema(small)
+
+
+def test_missing_shard_says_what_to_do(small):
+    os.remove(small / "train-00002-of-00003.tfrecord")
+    with pytest.raises(DataFormatError, match=r"missing shard file.*train-00002-of-00003.tfrecord.*re-run"):
+        load_split(small, "train")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from keras_msa.data.fixtures import mmsa_arrays
 from keras_msa.data.fixtures import mult_arrays
@@ -14,6 +15,13 @@ from keras_msa.data.tfrecord import load_split
 from keras_msa.data.tfrecord import read_schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def convert(load_recipe):
+    """recipes/convert.py imported once for the module (its flags can be
+    defined only once)."""
+    return load_recipe("convert")
 
 
 def _run(args):
@@ -62,13 +70,83 @@ def test_convert_refuses_malicious_pickle(tmp_path):
     assert [p for p in os.listdir(tmp_path) if p.startswith(".out.")] == []
 
 
-def test_convert_in_process_mult_and_missing_reader(tmp_path, load_recipe):
-    convert = load_recipe("convert")
+def test_convert_in_process_mult_and_missing_reader(tmp_path, convert):
     src = write_pickle(mult_arrays(kind="iemocap"), tmp_path / "iemocap_data.pkl")
     schema = convert.convert("mult", src, str(tmp_path / "iemocap"), progress=False)
     assert schema["dataset"] == "iemocap" and "emotions" in schema["labels"]
     assert "train: 6 examples" in convert.summary(schema, str(tmp_path / "iemocap"))
-    import pytest
 
     with pytest.raises(ValueError, match="takes no option"):
         convert.convert("mmsa", src, str(tmp_path / "x"), reader_options={"bogus": 1})
+
+
+def test_overwrite_never_deletes_the_input(tmp_path, convert):
+    """--output at the input's directory or any parent of it, with
+    --overwrite, used to delete the input and exit 0."""
+    project = tmp_path / "project"
+    (project / "MOSI").mkdir(parents=True)
+    src = write_pickle(mmsa_arrays(), project / "MOSI" / "aligned_50.pkl")
+    (project / "notes.txt").write_text("years of work")
+    proc = _run(["--format=mmsa", f"--input={src}", f"--output={project}", "--overwrite", "--progress=false"])
+    assert proc.returncode != 0 and "refusing to write the output there" in proc.stderr, proc.stderr[-2000:]
+    assert str(src) in proc.stderr
+    for out in (project / "MOSI", src):
+        with pytest.raises(ValueError, match="refusing to write the output there"):
+            convert.convert("mmsa", str(src), str(out), overwrite=True, progress=False)
+    assert os.path.isfile(src) and (project / "notes.txt").read_text() == "years of work"
+    assert sorted(os.listdir(project)) == ["MOSI", "notes.txt"] and os.listdir(project / "MOSI") == ["aligned_50.pkl"]
+    # Beside the input is fine.
+    convert.convert("mmsa", str(src), str(project / "MOSI" / "converted"), dataset="mosi", progress=False)
+    assert read_schema(project / "MOSI" / "converted")["splits"]["train"] == 6
+
+
+def test_refused_before_reading(tmp_path, convert, monkeypatch):
+    calls = []
+    monkeypatch.setattr(convert, "get_reader", lambda fmt: lambda path, **kw: calls.append(path))
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "label.csv").write_text("x")
+
+    with pytest.raises(ValueError, match=r"--examples_per_shard=0: expected an integer >= 1"):
+        convert.convert("labelcsv", str(src), str(tmp_path / "out"), examples_per_shard=0)
+    with pytest.raises(ValueError, match=r"--examples_per_shard=-5"):
+        convert.convert("labelcsv", str(src), str(tmp_path / "out"), examples_per_shard=-5)
+    with pytest.raises(ValueError, match=r"inside the input"):
+        convert.convert("labelcsv", str(src), str(src / "out"), overwrite=True)
+    with pytest.raises(FileNotFoundError, match=r"--input=.*nowhere: no such file"):
+        convert.convert("labelcsv", str(tmp_path / "nowhere"), str(tmp_path / "out"))
+    with pytest.raises(ValueError, match=r"--allow_empty_splits=tset: unknown split"):
+        convert.convert("labelcsv", str(src), str(tmp_path / "out"), allow_empty_splits=["tset"])
+    assert calls == [] and sorted(os.listdir(tmp_path)) == ["in"]
+
+
+def test_reader_options_json_errors_name_the_flag(convert):
+
+    assert convert.parse_reader_options('{"folds": "f.json"}') == {"folds": "f.json"}
+    with pytest.raises(ValueError, match=r"--reader_options: not valid JSON: Expecting property name enclosed in "
+                                         r"double quotes at line 1, column 2 \(character 1\)") as info:
+        convert.parse_reader_options("{folds: 1}")
+    assert "\n  {folds: 1}\n   ^\n" in str(info.value)
+    with pytest.raises(ValueError, match=r"--reader_options: expected a JSON object .* got list"):
+        convert.parse_reader_options("[1, 2]")
+
+
+def test_empty_or_absent_validation_split(tmp_path, convert, capsys, monkeypatch):
+
+    src = write_pickle(mmsa_arrays(n=(6, 0, 4)), tmp_path / "aligned_50.pkl")
+    with pytest.raises(ValueError, match=r"split 'valid'.*no examples.*allow_empty_splits=valid"):
+        convert.convert("mmsa", str(src), str(tmp_path / "out"), dataset="mosi", progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["aligned_50.pkl"]
+    schema = convert.convert("mmsa", str(src), str(tmp_path / "out"), dataset="mosi", progress=False,
+                             allow_empty_splits=["valid"])
+    assert schema["splits"] == {"train": 6, "valid": 0, "test": 4}
+
+    def no_valid(path, **kwargs):
+        ex = {"id": "a", "text": np.zeros((2, 3), np.float32), "sentiment": 0.5}
+        return {"train": [ex], "test": [dict(ex, id="b")]}, {"dataset": "custom"}
+
+    monkeypatch.setattr(convert, "get_reader", lambda fmt: no_valid)
+    capsys.readouterr()
+    convert.convert("labelcsv", str(src), str(tmp_path / "csv"), progress=False)
+    err = capsys.readouterr().err
+    assert "no validation split" in err and "mark some rows of label.csv with mode=valid" in err
