@@ -49,12 +49,12 @@ class _R:
         return (self.f, self.args) if self.state is None else (self.f, self.args, self.state)
 
 
-def _np_core(name):
+def _np_core(name, submodule="multiarray"):
     import importlib
 
     for prefix in ("numpy._core", "numpy.core"):
         try:
-            return getattr(importlib.import_module(f"{prefix}.multiarray"), name)
+            return getattr(importlib.import_module(f"{prefix}.{submodule}"), name)
         except (ImportError, AttributeError):
             continue
     raise ImportError(name)
@@ -251,7 +251,7 @@ def _(tmp):
 
 @harness.case("protocol5_object_buffer")
 def _(tmp):
-    fb = _R(__import__("numpy._core.numeric", fromlist=["_frombuffer"])._frombuffer,
+    fb = _R(_np_core("_frombuffer", "numeric"),
             (bytearray(_POINTER * 2), np.dtype("O"), (2,), "C"))
     path = _write(tmp, {"train": {"id": fb}}, protocol=5)
     result, err = _attempt(lambda: _safe_load_touch(path))

@@ -386,7 +386,7 @@ def _check_bert(bert, path, key):
         raise DataFormatError("segment ids (text_bert[:, 2]) must be 0/1", path=path, key=key)
 
 
-def _n_examples(d, path, split):
+def _n_examples(d):
     """N of a split, or 0 when every array in it is empty (whatever its rank)."""
     sizes = {k: (len(v) if np.ndim(v) > 0 else None) for k, v in d.items()
              if k in ("id", "text", "audio", "vision", "regression_labels")}
@@ -431,7 +431,7 @@ def read_mmsa(path, dataset=None, max_allocation_factor=None, min_allocation_byt
         dataset = normalize_dataset(dataset, LABEL_RANGES)
     data = load_pickle_splits(path, ("id", "text", "audio", "vision", "regression_labels"),
                               max_allocation_factor=max_allocation_factor, min_allocation_bytes=min_allocation_bytes)
-    empty = {split: _n_examples(data[split], path, split) == 0 for split in SPLITS}
+    empty = {split: _n_examples(data[split]) == 0 for split in SPLITS}
     ref = next((s for s in SPLITS if not empty[s]), None)
     if ref is None:
         raise DataFormatError("every split is empty: the file holds no examples", path=path)
@@ -441,8 +441,9 @@ def read_mmsa(path, dataset=None, max_allocation_factor=None, min_allocation_byt
     if unimodal:
         hints.append((None, ("mosi", "mosei"), "it has SIMS's unimodal labels regression_labels_T/A/V"))
     try:
-        extent = max(float(np.nanmax(np.abs(np.asarray(data[s]["regression_labels"], np.float64))))
-                     for s in SPLITS if not empty[s])
+        finite = [v[np.isfinite(v)] for v in (np.asarray(data[s]["regression_labels"], np.float64)
+                                              for s in SPLITS if not empty[s])]
+        extent = max((float(np.abs(v).max()) for v in finite if v.size), default=None)
     except (TypeError, ValueError):
         extent = None  # not numbers: the label checks below say so
     widths_known = any(tuple(w[1:]) == widths[1:] for w in FEATURE_WIDTHS.values())

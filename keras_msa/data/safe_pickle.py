@@ -225,6 +225,7 @@ class SafeUnpickler(pickle.Unpickler):
 
     def __init__(self, file, source=None, encoding="latin1", max_bytes=None, cap_help=None):
         super().__init__(file, encoding=encoding)
+        self._file = file
         self.source = source
         self.max_bytes = max_bytes
         self.cap_help = cap_help
@@ -305,6 +306,13 @@ class SafeUnpickler(pickle.Unpickler):
         self.charge(cost, "the objects its opcodes make")
 
     def load(self):
+        """Checks the opcodes (when the file can be re-read), loads, and swaps
+        the rebuilt numpy objects in."""
+        seekable = getattr(self._file, "seekable", None)
+        if seekable is not None and seekable():
+            start = self._file.tell()
+            self.prescan(self._file)
+            self._file.seek(start)
         obj = super().load()
         try:
             return self._resolve(obj, {})
@@ -728,11 +736,7 @@ def safe_load(path, max_allocation_factor=None, min_allocation_bytes=None):
 
 def _load(f, source, max_bytes=None, cap_help=None):
     try:
-        unpickler = SafeUnpickler(f, source=source, max_bytes=max_bytes, cap_help=cap_help)
-        start = f.tell()
-        unpickler.prescan(f)
-        f.seek(start)
-        return unpickler.load()
+        return SafeUnpickler(f, source=source, max_bytes=max_bytes, cap_help=cap_help).load()
     except DataFormatError:  # UnsafePickleError included: already says where and why
         raise
     except EOFError as e:

@@ -131,9 +131,15 @@ def _forged_dtype(spec, state):
     return _Reduce(np.dtype, (spec, False, True), state)
 
 
-def _forged_array(shape, dtype, raw):
-    from numpy._core.multiarray import _reconstruct
+def _multiarray(name):
+    try:
+        return getattr(__import__("numpy._core.multiarray", fromlist=[name]), name)
+    except ImportError:  # numpy 1
+        return getattr(__import__("numpy.core.multiarray", fromlist=[name]), name)
 
+
+def _forged_array(shape, dtype, raw):
+    _reconstruct = _multiarray("_reconstruct")
     return _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, shape, dtype, False, raw))
 
 
@@ -148,7 +154,7 @@ _POINTER = (0x4141414141).to_bytes(8, "little")
                                           _POINTER)),
     ("subarray_of_objects", _forged_array(
         (1,), _forged_dtype("V16", (3, "|", (np.dtype("O"), (2,)), None, None, 16, 8, 0)), _POINTER * 2)),
-    ("object_scalar", _Reduce(__import__("numpy._core.multiarray", fromlist=["scalar"]).scalar,
+    ("object_scalar", _Reduce(_multiarray("scalar"),
                               (_forged_dtype("O8", (3, "|", None, None, None, -1, -1, 0)), _POINTER))),
 ])
 def test_forged_object_arrays_are_refused(tmp_path, name, obj):

@@ -28,8 +28,12 @@ def _worker(seed, out_dir):
     from keras_msa.data.errors import DataFormatError
     from keras_msa.data.safe_pickle import safe_loads
 
-    from numpy._core.multiarray import _reconstruct
-    from numpy._core.multiarray import scalar
+    try:
+        from numpy._core.multiarray import _reconstruct
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import _reconstruct
+        from numpy.core.multiarray import scalar
 
     class R:
         """Pickles as `f(*args)` (+ BUILD `state`): forges any reduce tuple."""
