@@ -47,3 +47,23 @@ def test_evaluates_and_refuses_what_it_cannot_evaluate(model_path, tmp_path):
         evaluate_saved_model(str(broken), _config(), "test")
     with pytest.raises(ValueError, match=r"--batch_size must be an integer >= 1"):
         evaluate_saved_model(model_path, TrainConfig(batch_size=0), "test")
+
+
+def test_evaluate_recipe_names_bad_flags_and_files(load_recipe, model_path, tmp_path):
+    from absl import app
+    from absl import flags
+
+    module = load_recipe("evaluate")
+
+    def run(*argv):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["evaluate.py", *argv])
+        module.main([])
+
+    with pytest.raises(app.UsageError, match=r"--synthetic_sizes is not valid JSON \(Expecting property name"):
+        run(f"--model_path={model_path}", "--synthetic_sizes={test: 16}")
+    with pytest.raises(app.UsageError, match=r"--synthetic_options must be a JSON object; got list"):
+        run(f"--model_path={model_path}", "--synthetic_options=[16]")
+    (tmp_path / "dir.keras").mkdir()
+    with pytest.raises(SystemExit, match=r"--model_path=.*dir.keras is a directory, not a \.keras file"):
+        run(f"--model_path={tmp_path / 'dir.keras'}")

@@ -222,3 +222,18 @@ def test_output_dir_that_is_a_file_is_named(tmp_path):
     with pytest.raises(NotADirectoryError, match=r"--output_dir=.*taken/run: .*taken is a file"):
         train(tiny_config(tmp_path, output_dir=str(tmp_path / "taken" / "run")))
     assert (tmp_path / "taken").read_text() == "a file of the user's"
+
+
+def test_train_recipe_names_a_bad_json_flag(load_recipe):
+    from absl import app
+    from absl import flags
+
+    module = load_recipe("train")
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train.py", "--synthetic_sizes={train: 64}"])
+    with pytest.raises(app.UsageError, match=r"--synthetic_sizes is not valid JSON \(Expecting property name"):
+        module.config_from_flags()
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train.py", '--synthetic_sizes={"train": -4}'])
+    with pytest.raises(app.UsageError, match=r"--synthetic_sizes must be split sizes that are integers >= 1"):
+        module.config_from_flags()
