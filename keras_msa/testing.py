@@ -1,6 +1,7 @@
 """Checks shared by the model and layer tests (kept in the package so that
 users who add a model can run the same checks on it)."""
 
+import copy
 import os
 
 import keras
@@ -8,26 +9,67 @@ import numpy as np
 
 from keras_msa.data.synthetic import make_synthetic_benchmark
 
+#: Label weights (w_t, w_a, w_v) of `fusion_synthetic`: audio and vision
+#: carry as much of the label as the text, so the best text-only predictor
+#: (`text_only_bayes_mae`) is far from the Bayes floor and a model can only
+#: get below it by reading the other modalities.
+FUSION_WEIGHTS = (1.0, 1.0, 1.0)
+
 
 def tiny_synthetic(seed=0, train=384, valid=96, test=128, **overrides):
-    """A small, fast synthetic benchmark with the full generating process."""
+    """A small, fast synthetic benchmark with the full generating process.
+
+    Real batches are padded and lose modalities, so this one is too: valid
+    lengths vary from 6 to 12 steps (`min_len < seq_len`), and audio and
+    vision are each missing (zero features, all-False mask) in about 8% of
+    the samples, independently (`missing_rate`; about 15% of the samples
+    miss one or both). Pass `missing_rate=0` for complete samples.
+    """
     kwargs = dict(
         seed=seed,
         splits={"train": train, "valid": valid, "test": test},
         seq_len=12,
-        min_len=12,
+        min_len=6,
         text_dim=16,
         window=4,
         offset=1,
+        missing_rate=0.08,
         compute_text_only_floor=False,
     )
     kwargs.update(overrides)
     return make_synthetic_benchmark(**kwargs)
 
 
+def fusion_synthetic(seed=0, train=384, valid=96, test=256, **overrides):
+    """`tiny_synthetic` where audio and vision carry as much signal as text
+    (`FUSION_WEIGHTS`), with the text-only floor computed: a model whose
+    test MAE is well below `bench["test"].text_only_bayes_mae` must be
+    fusing the modalities (the floor holds with missing modalities too,
+    since a text-only predictor never sees them)."""
+    kwargs = dict(weights=FUSION_WEIGHTS, compute_text_only_floor=True)
+    kwargs.update(overrides)
+    return tiny_synthetic(seed=seed, train=train, valid=valid, test=test, **kwargs)
+
+
+def without_modalities(bench, modalities=("audio", "vision")):
+    """A copy of `bench` (a dict of splits) in which `modalities` are missing
+    from every sample: the fusion-off control of the learning tests, since a
+    model trained on it sees the text alone."""
+    out = {}
+    for name, split in bench.items():
+        split = copy.copy(split)
+        split.inputs = dict(split.inputs)
+        for m in modalities:
+            split.inputs[m] = np.zeros_like(split.inputs[m])
+            split.inputs[f"{m}_mask"] = np.zeros_like(split.inputs[f"{m}_mask"])
+        out[name] = split
+    return out
+
+
 def small_batch(bench, n=4):
-    """The first `n` samples of a split as a numpy batch dict."""
-    return {k: v[:n] for k, v in bench.inputs.items()}
+    """Copies of the first `n` samples of a split as a numpy batch dict (copies,
+    so that a test may edit them without changing a shared fixture)."""
+    return {k: np.array(v[:n]) for k, v in bench.inputs.items()}
 
 
 def train_briefly(model, bench, epochs=20, batch_size=32, learning_rate=3e-3, seed=0):
@@ -89,3 +131,14 @@ def missing_modality(batch, modality):
     out[modality] = np.zeros_like(batch[modality])
     out[f"{modality}_mask"] = np.zeros_like(batch[f"{modality}_mask"], dtype=bool)
     return out
+
+
+def assert_beats_text_only_floor(mae, bench, margin):
+    """Asserts that a test MAE is at least `margin` below the best MAE any
+    text-only predictor can expect on `bench["test"]` (`fusion_synthetic`
+    computes it): only a model that reads audio or vision gets there."""
+    floor = bench["test"].text_only_bayes_mae
+    assert mae < floor - margin, (
+        f"test MAE {mae:.3f} is not {margin} below the text-only floor {floor:.3f} "
+        f"(text_only_bayes_mae): the model does not use audio and vision"
+    )

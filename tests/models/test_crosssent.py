@@ -9,8 +9,10 @@ import tensorflow as tf
 from keras_msa.layers import TextBackbone
 from keras_msa.models import CrossSent
 from keras_msa.models import get_model_class
+from keras_msa.testing import assert_beats_text_only_floor
 from keras_msa.testing import assert_keras_roundtrip
 from keras_msa.testing import assert_savedmodel_roundtrip
+from keras_msa.testing import fusion_synthetic
 from keras_msa.testing import missing_modality
 from keras_msa.testing import small_batch
 from keras_msa.testing import train_briefly
@@ -69,10 +71,37 @@ def test_features_mode_shapes_and_float32(tiny_benchmark):
     assert model.mode == "features"
 
 
-def test_features_mode_learns(tiny_benchmark):
-    model = features_model(dropout=0.1)
-    mae, mean_mae = train_briefly(model, tiny_benchmark, epochs=12)
+@pytest.fixture(scope="module")
+def fusion():
+    return fusion_synthetic()
+
+
+@pytest.fixture(scope="module")
+def fused_mae(fusion):
+    """Test MAE of the features-mode model trained briefly on `fusion`
+    (shared by the floor and the GMRA ablation tests)."""
+    mae, mean_mae = train_briefly(features_model(dropout=0.1), fusion, epochs=12)
+    return mae, mean_mae
+
+
+def test_features_mode_learns_to_fuse_beyond_the_text_only_floor(fusion, fused_mae):
+    """Audio and vision carry as much of the label as the text: only a model
+    that reads them through GMRA gets far below the best text-only MAE."""
+    mae, mean_mae = fused_mae
     assert mae < 0.7 * mean_mae, (mae, mean_mae)
+    assert_beats_text_only_floor(mae, fusion, margin=0.25)
+
+
+@pytest.mark.slow
+def test_gmra_beats_its_ablation(fusion, fused_mae):
+    """GMRA is the only path of audio and vision into the text encoder, so
+    without it (`use_gmra=False`, trained identically) CrossSent is a
+    text-only model: it stays at the text-only floor, far above the full
+    model."""
+    ablated, _ = train_briefly(features_model(dropout=0.1, use_gmra=False), fusion, epochs=12)
+    mae = fused_mae[0]
+    assert ablated > fusion["test"].text_only_bayes_mae - 0.1, ablated
+    assert mae < ablated - 0.3, (mae, ablated)
 
 
 def test_objective_has_ramped_mpr_and_eioi_and_ablations(tiny_benchmark):
