@@ -49,8 +49,9 @@ everything the allowed constructors allocate (array data, `bytes` /
 `bytearray` of a length, containers built from others) is counted too. The
 budget is `max_allocation_factor` x the file's size + `min_allocation_bytes`
 (defaults `DEFAULT_MAX_ALLOCATION_FACTOR` = 8 and
-`DEFAULT_MIN_ALLOCATION_BYTES` = 64 MiB); real MMSA/MulT pickles are dense
-arrays and count about 2x (the bytes, then the arrays made from them). A file
+`DEFAULT_MIN_ALLOCATION_BYTES` = 64 MiB). Measured: an MMSA-layout file of
+dense arrays counts 1.0x its size; object arrays of 200,000 short strings
+(ids, transcripts) 4.1x (protocol 2) to 5.3x (protocol 4). A file
 over the budget is refused with `PickleAllocationError`, which names the
 file, the cap and how to raise it (`safe_load(path,
 max_allocation_factor=...)`, the readers' option of the same name, or
