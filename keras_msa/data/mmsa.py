@@ -31,6 +31,18 @@ What the reader does, following MMSA:
 * labels: `regression_labels` -> `sentiment`; SIMS `_T/_A/_V` ->
   `sentiment_text/_audio/_vision`. Declared ranges: [-3, 3] for MOSI/MOSEI,
   [-1, 1] for SIMS/SIMSv2; a label outside is an error.
+* the dataset (hence the label range and the metric scale) comes from the
+  file's content: the audio/vision widths of `FEATURE_WIDTHS`, SIMS's
+  unimodal label keys, labels beyond [-1, 1]; then from the file's own name,
+  never from directory names. `--dataset` must be a known name, and one that
+  contradicts the content is an error naming both. `meta["dataset_evidence"]`
+  says how it was decided.
+* refused with the file, split and key named: duplicate ids (in a split or
+  across splits), ids that are not strings, attention masks other than a run
+  of 1s then 0s, negative token ids, finite float64 values that overflow
+  float32. A transcript that is NaN/None is missing (repair
+  `"raw_text_missing"`), not the text "nan". A split whose arrays are all
+  empty reads as `[]` (recipes/convert.py decides whether that is allowed).
 
 The file is loaded with `keras_msa.data.safe_pickle` (no code runs).
 """
