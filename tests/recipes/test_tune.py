@@ -108,6 +108,10 @@ def test_random_search_selects_on_validation_only(tmp_path):
         "learning_rate": chosen["learning_rate"], "batch_size": 16, "epochs": 2}
     on_disk = json.loads((tmp_path / "tune" / "tuning_summary.json").read_text())
     assert on_disk["best_trial"] == best and len(on_disk["trials"]) == 2
+    # The same search again resumes it: the oracle is reloaded, no trial runs twice.
+    again = tune(config, space, algorithm="random", max_trials=2, data_fn=flipped_test_data)
+    assert again["best_trial"] == best and len(again["trials"]) == 2
+    assert json.loads((tmp_path / "tune" / "trials" / f"trial_{best}" / "metrics.json").read_text()) == runs[best]
     # recipes/train.py takes the two files as they are.
     train_config = train_config_from_best(tmp_path, summary)
     assert train_config.model_config == chosen["model_config"]
@@ -201,3 +205,7 @@ def test_help_is_fast_and_imports_no_tensorflow():
     # absl exits with status 1 after printing --help.
     assert out.returncode == 1 and not out.stderr, out.stderr
     assert "--search_space" in out.stdout and "validation split only" in out.stdout
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "recipes", "tune.py"), "--search_space=nosuch.json"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "--search_space='nosuch.json' is neither a JSON object nor an existing file" \
+        in out.stderr
