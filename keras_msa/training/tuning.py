@@ -21,7 +21,7 @@ sets `model_config["hidden_dims"]["text"]`). Each value is
   `step`) are integers, else a float range;
 * anything else: a fixed value.
 
-For example::
+For example:
 
     {"learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
      "batch_size": [16, 32], "dropout": {"min": 0.0, "max": 0.5, "step": 0.1},
