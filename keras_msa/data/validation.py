@@ -179,7 +179,7 @@ def validate_finite(inputs, modalities=MODALITIES):
         if x is None or isinstance(x, (str, bytes)):
             continue
         mask = inputs.get(f"{m}_mask")
-        if eager:
+        if eager and not tf.is_tensor(x):
             x = np.asarray(x)
             if not np.issubdtype(x.dtype, np.floating) or x.ndim != 3:
                 continue
@@ -193,11 +193,21 @@ def validate_finite(inputs, modalities=MODALITIES):
             continue
         if not tf.is_tensor(x) or not x.dtype.is_floating or x.shape.rank not in (None, 3):
             continue
+        if mask is not None:
+            mask = tf.convert_to_tensor(mask)
+            if not x.shape[:2].is_compatible_with(mask.shape):
+                continue  # a shape error, which the model reports with its own message
         bad = tf.reduce_any(tf.logical_not(tf.math.is_finite(x)), axis=-1)
         if mask is not None:
-            bad = tf.logical_and(bad, tf.cast(tf.convert_to_tensor(mask), tf.bool))
+            bad = tf.logical_and(bad, tf.cast(mask, tf.bool))
         steps = tf.maximum(tf.shape(bad, out_type=tf.int64)[1], 1)
         first = tf.argmax(tf.cast(tf.reshape(bad, [-1]), tf.int32), output_type=tf.int64)
+        if eager:
+            # Eager tensors (possibly on a GPU) are checked where they are;
+            # only the verdict and the position come back to the host.
+            if bool(tf.reduce_any(bad)):
+                raise NonFiniteInputError(_nonfinite_template(m).format(int(first // steps), int(first % steps)))
+            continue
         message = tf.strings.format(_nonfinite_template(m), (first // steps, first % steps))
         asserts.append(tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message]))
     return asserts

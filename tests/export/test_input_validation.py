@@ -64,3 +64,14 @@ def test_no_mask_means_every_step_is_real_and_xla_skips_the_check():
         return x * 2.0
 
     assert np.isnan(compiled(tf.constant(b["audio"])).numpy()[2, 4, 0])
+
+
+def test_eager_tensors_are_checked_and_shape_errors_are_left_to_the_model():
+    b = _batch()
+    b["audio"][0, 4, 1] = np.inf
+    tensors = {k: tf.constant(v) for k, v in b.items()}
+    with pytest.raises(NonFiniteInputError, match=r"input `audio` at \[row, step\] = \[0, 4\]"):
+        validate_finite(tensors)
+    tensors["audio_mask"] = tensors["audio_mask"][:, :3]  # the model names this mismatch itself
+    assert validate_finite(tensors) == []
+    assert validate_finite({k: v.numpy() for k, v in tensors.items()}) == []
