@@ -64,6 +64,15 @@ def _third_party_imports(root):
     return found
 
 
+def _package_version():
+    """keras_msa.__version__, read from the source (no TensorFlow import)."""
+    tree = ast.parse(open(os.path.join(REPO, "keras_msa", "__init__.py"), encoding="utf-8").read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__version__"]:
+            return node.value.value
+    raise AssertionError("keras_msa/__init__.py defines no __version__")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     """Builds the wheel from a clean copy of the sources (an in-tree build/ folder
@@ -106,11 +115,18 @@ def test_wheel_holds_the_package_and_recipes_but_no_tests_or_data(wheel):
         assert f"keras_msa_recipes/{recipe}.py" in names, f"recipes/{recipe}.py is missing from the wheel"
     assert "keras_msa/cli.py" in names
     tops = {n.split("/")[0] for n in names}
-    assert tops <= {"keras_msa", "keras_msa_recipes", "keras_msa-0.1.0.dist-info"}, tops
+    version = _package_version()
+    assert tops <= {"keras_msa", "keras_msa_recipes", f"keras_msa-{version}.dist-info"}, tops
     data_like = re.compile(r"\.(pkl|csd|h5|hdf5|tfrecord|npy|npz|csv|keras|pb|safetensors)$|(^|/)tests?/")
     assert not [n for n in names if data_like.search(n)], "tests or data in the wheel"
     for recipe in RECIPES:
         assert re.search(rf"^keras-msa-{recipe} = keras_msa\.cli:{recipe}$", entry_points, re.M), entry_points
+
+
+def test_wheel_version_is_the_packages(wheel):
+    _, meta, _ = _wheel_metadata(wheel)
+    assert meta["Version"] == _package_version()
+    assert os.path.basename(wheel).startswith(f"keras_msa-{_package_version()}-")
 
 
 def test_wheel_declares_every_third_party_import(wheel):
