@@ -64,7 +64,8 @@ flags.DEFINE_integer("patience", 10, "Early-stopping patience on the validation 
 flags.DEFINE_integer("seed", 1111, "Training seed of every trial.")
 flags.DEFINE_string("output_dir", None, "Where the trials and the best config go (default runs/tune_<model>).")
 flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic benchmark's data.")
-flags.DEFINE_string("synthetic_sizes", None, "JSON split sizes, e.g. '{\"train\": 512, \"valid\": 128, \"test\": 256}'.")
+flags.DEFINE_string("synthetic_sizes", None,
+                    "JSON split sizes, e.g. '{\"train\": 512, \"valid\": 128, \"test\": 256}'.")
 flags.DEFINE_string("synthetic_options", None, "JSON dict of extra make_synthetic_benchmark arguments.")
 flags.DEFINE_integer("verbose", 0, "Keras fit verbosity inside each trial.")
 flags.DEFINE_integer("tuner_verbose", 1, "KerasTuner's progress lines (0 = quiet).")

@@ -3,7 +3,6 @@ training and hand-written metrics.json files gathered into Markdown and CSV,
 exact mean/std, MMSA names and units, and clear errors."""
 
 import csv
-import io
 import json
 import os
 import subprocess
