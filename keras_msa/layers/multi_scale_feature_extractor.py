@@ -37,7 +37,8 @@ class MultiScaleFeatureExtractor(keras.layers.Layer):
         num_scales: n, the number of scales (LSTM + n-1 linear layers);
             paper's best 5.
         ratio: r, the SE channel transformation ratio (paper's best 4).
-        gate: SE excitation gate (`"relu"` as in Eq. 5, or `"sigmoid"`).
+        gate: SE excitation gate, `"sigmoid"` (default, a gate that cannot
+            start dead; see `SEChannelAttention`) or `"relu"` (Eq. 5).
         **kwargs: `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -57,7 +58,7 @@ class MultiScaleFeatureExtractor(keras.layers.Layer):
     ((2, 6, 8), (2, 6, 8))
     """
 
-    def __init__(self, hidden_dim=64, num_scales=5, ratio=4, gate="relu", **kwargs):
+    def __init__(self, hidden_dim=64, num_scales=5, ratio=4, gate="sigmoid", **kwargs):
         super().__init__(**kwargs)
         if int(num_scales) < 1:
             raise ValueError(f"MultiScaleFeatureExtractor: num_scales must be >= 1; got {num_scales}.")

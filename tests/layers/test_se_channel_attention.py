@@ -47,7 +47,7 @@ def test_matches_numpy_eqs_4_to_6(gate, shape):
 def test_no_mask_is_plain_mean_over_time_and_space():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 4, 2, 5)).astype("float32")
-    layer = SEChannelAttention(ratio=2)
+    layer = SEChannelAttention(ratio=2, gate="relu")
     layer.build(x.shape)
     _randomize(layer, 3)
     ref, _ = numpy_se(x, np.ones((3, 4), bool), *layer.get_weights())
@@ -58,7 +58,7 @@ def test_padded_values_change_nothing_and_all_padding_is_finite():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 6, 3, 4)).astype("float32")
     mask = np.array([[1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]], bool)
-    layer = SEChannelAttention(ratio=4)
+    layer = SEChannelAttention(ratio=4, gate="relu")
     layer.build(x.shape)
     _randomize(layer, 4)
     out = np.asarray(layer(x, mask=mask))
@@ -111,8 +111,12 @@ def test_mixed_precision_compute_dtype():
     assert out.dtype == "float16" and np.isfinite(np.asarray(out, "float32")).all()
 
 
-@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
-def test_inf_and_nan_under_the_mask_change_nothing_and_keep_gradients_finite(value):
+def _poison(shape):
+    """+inf, -inf and NaN in turn, to fill the padded entries of a test input."""
+    return np.resize(np.array([np.inf, -np.inf, np.nan], "float32"), shape)
+
+
+def test_inf_and_nan_under_the_mask_change_nothing_and_keep_gradients_finite():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 6, 3, 4)).astype("float32")
     mask = np.array([[1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]], bool)
@@ -121,7 +125,7 @@ def test_inf_and_nan_under_the_mask_change_nothing_and_keep_gradients_finite(val
     _randomize(layer, 4)
     out = np.asarray(layer(x, mask=mask))
     bad = x.copy()
-    bad[~mask] = value
+    bad[~mask] = _poison(bad[~mask].shape)
     with tf.GradientTape() as tape:
         got = layer(bad, mask=mask)
         loss = tf.reduce_sum(got * got)
@@ -129,3 +133,52 @@ def test_inf_and_nan_under_the_mask_change_nothing_and_keep_gradients_finite(val
     np.testing.assert_array_equal(np.asarray(got)[~mask], 0.0)
     for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
         assert g is not None and np.isfinite(np.asarray(g)).all(), w.path
+
+
+def _m3sa_stack_at_init(gate, seed):
+    """M³SA's multi-scale extractor (d = 64, n = 5, r = 4) at initialisation."""
+    import keras
+
+    from keras_msa.layers import MultiScaleFeatureExtractor
+
+    keras.utils.set_random_seed(seed)
+    kwargs = {} if gate is None else {"gate": gate}
+    layer = MultiScaleFeatureExtractor(hidden_dim=64, num_scales=5, ratio=4, **kwargs)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((16, 10, 5)).astype("float32")
+    mask = np.arange(10)[None, :] < rng.integers(3, 11, 16)[:, None]
+    layer(x, mask=mask)
+    return layer, x, mask
+
+
+def test_default_gate_starts_alive_where_the_paper_relu_gate_starts_dead():
+    zero_shares = {}
+    for gate in (None, "relu"):
+        shares = []
+        for seed in range(3):
+            layer, x, mask = _m3sa_stack_at_init(gate, seed)
+            s = np.asarray(layer.compute_channel_weights(x, mask))
+            shares.append(float((s == 0).mean()))
+            if gate is None:
+                assert layer.channel_attention.gate == "sigmoid"
+                probe = tf.constant(np.random.default_rng(seed).standard_normal((16, 10, 64)), tf.float32)
+                se_weights = layer.channel_attention.trainable_weights
+                with tf.GradientTape() as tape:
+                    out, _ = layer(x, mask=mask, training=True)
+                    loss = tf.reduce_sum(out * probe)
+                for w, g in zip(se_weights, tape.gradient(loss, se_weights)):
+                    assert np.all(np.asarray(g) != 0), (seed, w.path)
+        zero_shares[gate] = np.mean(shares)
+    assert zero_shares[None] == 0.0
+    # The defect the default avoids: Eq. 5's ReLU cuts a large share of the
+    # scales off exactly at the start.
+    assert zero_shares["relu"] > 0.2, zero_shares
+
+
+def test_m3sa_uses_the_live_gate_by_default_and_keeps_the_paper_gate_as_an_option():
+    from keras_msa.models import M3SA
+
+    assert M3SA().se_gate == "sigmoid"
+    assert M3SA().extractors["audio"].gate == "sigmoid"
+    assert M3SA(se_gate="relu").extractors["text"].gate == "relu"
+    assert M3SA(se_gate="relu").get_config()["se_gate"] == "relu"

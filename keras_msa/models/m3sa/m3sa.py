@@ -101,7 +101,11 @@ class M3SA(MSAModel):
         subtask_weight_floor: lower bound of the decayed weights (0).
         contrastive_temperature: τ (0.1).
         contrastive_normalize: cosine (True) or dot-product (False) similarity.
-        se_gate: SE excitation gate, `"relu"` (Eq. 5) or `"sigmoid"`.
+        se_gate: SE excitation gate, `"sigmoid"` (default) or `"relu"` (Eq. 5
+            as printed). The ReLU gate starts dead: at initialisation about
+            half of its scale weights are exactly 0 and get no gradient
+            (`SEChannelAttention`); the sigmoid gate starts at ~0.5 and
+            never cuts a scale off.
         task_loss: loss of every regression subtask (`"mae"`, as MMSA's
             multi-task models use; `"mse"`, `"huber"`).
         **kwargs: `MSAModel` arguments.
@@ -152,7 +156,7 @@ class M3SA(MSAModel):
         subtask_weight_floor=0.0,
         contrastive_temperature=0.1,
         contrastive_normalize=True,
-        se_gate="relu",
+        se_gate="sigmoid",
         task_loss="mae",
         **kwargs,
     ):
