@@ -83,7 +83,9 @@ COMPONENTS = {
         model="m3sa",
         preset="mosi",
         scenario="multiscale",
-        config={"hidden_dim": 32},
+        # The sigmoid SE gate: the paper's ReLU gate starts with about half of
+        # its scale weights at exactly 0, where they get no gradient.
+        config={"hidden_dim": 32, "se_gate": "sigmoid"},
         ablation={"multi_scale": False},
         ablation_name="w/o multi-scale",
         epochs=8,
