@@ -62,7 +62,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_msa.data.validation import NonFiniteInputError  # noqa: E402
 from keras_msa.export.saved_model import ExportTargetError  # noqa: E402
-from keras_msa.models import MulG  # noqa: E402
+from keras_msa.models import TeCaFN  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -233,11 +233,12 @@ def test_nonfinite_real_steps_are_rejected_alike_lfdnn(served):
     _nonfinite_cases(*served)
 
 
-def test_nonfinite_real_steps_are_rejected_alike_mulg(tmp_path):
+def test_nonfinite_real_steps_are_rejected_alike_attention_model(tmp_path):
+    # TeCaFN: text-centred cross-modal attention (the cheapest attention model to trace).
     batch = small_batch(tiny_synthetic(train=8, valid=8, test=8)["train"], 4)
     keras.utils.set_random_seed(0)
-    model = MulG(hidden_dim=8, num_layers=1)
+    model = TeCaFN(hidden_dim=8, unimodal_hidden=8, num_layers=1, num_heads=2)
     model(batch)
-    export_dir = str(tmp_path / "mulg" / "1")
+    export_dir = str(tmp_path / "tecafn" / "1")
     export_saved_model(model, export_dir, batch)
     _nonfinite_cases(model, batch, load_serving_fn(export_dir))
