@@ -124,14 +124,17 @@ def masked_rnn(rnn, inputs, mask=None, training=None):
     a mask that every RNN kernel accepts, cuDNN included.
 
     On a GPU, Keras' TensorFlow backend runs LSTM (and GRU with
-    `reset_after=True`) through cuDNN whenever the layer's activations are
-    tanh/sigmoid, `use_bias=True` and `unroll=False`
-    (`keras/src/backend/tensorflow/rnn.py`, `cudnn_ok`). With a mask, that
+    `reset_after=True`) through cuDNN whenever `use_cudnn` is "auto" or True,
+    the activations are tanh/sigmoid, `use_bias=True`, `unroll=False` and
+    `recurrent_dropout=0` (`keras/src/layers/rnn/lstm.py` `inner_loop`,
+    `keras/src/backend/tensorflow/rnn.py` `cudnn_ok`). With a mask, that
     kernel first asserts (`_assert_valid_mask`) that no row is fully masked
-    and that every row is right-padded (its True steps form a prefix). Inside
-    `tf.function` (`fit`, `predict`, SavedModels) a failed assertion is a
-    run-time error: a sample with a missing modality (all-False mask) or a
-    left-padded batch would crash training on a GPU while passing on CPU.
+    and that every row is right-padded (its True steps form a prefix). In
+    eager mode the failed assertion raises at once and Keras falls back to
+    the generic loop; inside `tf.function` (`fit`, `predict`, SavedModels) the
+    assertion only runs at execution time, outside that fallback, so a sample
+    with a missing modality (all-False mask) or a left-padded batch would
+    fail on a GPU while passing on CPU.
 
     This helper makes both conditions true by construction:
 
