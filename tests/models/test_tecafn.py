@@ -7,8 +7,10 @@ import pytest
 from keras_msa.losses import info_nce
 from keras_msa.models import TeCaFN
 from keras_msa.models import get_model_class
+from keras_msa.testing import assert_beats_text_only_floor
 from keras_msa.testing import assert_keras_roundtrip
 from keras_msa.testing import assert_savedmodel_roundtrip
+from keras_msa.testing import fusion_synthetic
 from keras_msa.testing import missing_modality
 from keras_msa.testing import small_batch
 from keras_msa.testing import tiny_synthetic
@@ -209,10 +211,28 @@ def test_batch_without_a_valid_pair(batch):
     assert float(ta) == 0.0
 
 
-def test_learns_and_beats_mean_predictor(bench):
-    model = TeCaFN(**SMALL)
-    mae, mean_mae = train_briefly(model, bench, epochs=6, batch_size=32, learning_rate=3e-3)
+@pytest.fixture(scope="module")
+def fusion():
+    return fusion_synthetic(train=256, valid=64)
+
+
+def test_learns_to_fuse_beyond_the_text_only_floor(fusion):
+    """Audio and vision carry as much of the label as the text, so only a
+    model that reads them gets far below the best text-only MAE (trained on
+    the same data with audio and vision missing, TeCaFN stays at the floor).
+
+    p = 0.2 (the low end of the seed's Table 6 range), not the default 0.5:
+    the gate trains the task on samples whose audio/vision came from another
+    sample, under the original label. Where the modalities are independent
+    that teaches the model to ignore them: at p = 0.5 one seed in three ended
+    at the text-only floor (MAE 1.128, floor 1.133, 12 epochs), while the
+    same run without the gate reached 0.724. The gate's own ablation is not
+    asserted: on the "agree" scenario built for it, a short run was better
+    without it (MAE 0.341 vs 0.380, text-only floor 0.369)."""
+    model = TeCaFN(**SMALL, replace_probability=0.2)
+    mae, mean_mae = train_briefly(model, fusion, epochs=8, batch_size=32, learning_rate=5e-3)
     assert mae < 0.85 * mean_mae, (mae, mean_mae)
+    assert_beats_text_only_floor(mae, fusion, margin=0.1)
 
 
 def test_keras_and_savedmodel_round_trips(bench, batch, tmp_path):
