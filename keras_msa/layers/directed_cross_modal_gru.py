@@ -58,9 +58,11 @@ class DirectedCrossModalGRU(keras.layers.Layer):
     The GRUs run through `keras_msa.utils.masks.masked_rnn`: every row they
     see has at least one real step and is right-padded, so a missing source
     or a left-padded mask can never trip the cuDNN mask check on a GPU. With
-    `reset_after=False` (Eq. 3, as here) Keras does not use cuDNN for a GRU
-    at all (its cuDNN GRU is the `reset_after=True` variant): these GRUs run
-    Keras' generic TensorFlow loop on every device.
+    `reset_after=False` (Eq. 3, the default) Keras does not use cuDNN for a
+    GRU at all (its cuDNN GRU is the `reset_after=True` variant, which resets
+    `h_{t-1} U_h + b_h` after the product): these GRUs run Keras' generic
+    TensorFlow loop on every device. `reset_after=True` trades Eq. 3's exact
+    form for the cuDNN kernel on a GPU.
 
     Args:
         hidden_dim: GRU width `d` (MulG: 40).
@@ -74,6 +76,8 @@ class DirectedCrossModalGRU(keras.layers.Layer):
         residual_dropout: dropout on each sublayer output before the residual
             sum.
         epsilon: LayerNormalization epsilon.
+        reset_after: False (Eq. 3, default) or True (cuDNN-compatible GRU,
+            see above).
         **kwargs: `keras.layers.Layer` arguments.
 
     Call args:
@@ -105,6 +109,7 @@ class DirectedCrossModalGRU(keras.layers.Layer):
         attention_dropout=0.1,
         residual_dropout=0.1,
         epsilon=1e-5,
+        reset_after=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -121,6 +126,7 @@ class DirectedCrossModalGRU(keras.layers.Layer):
         self.attention_dropout = float(attention_dropout)
         self.residual_dropout = float(residual_dropout)
         self.epsilon = float(epsilon)
+        self.reset_after = bool(reset_after)
 
     def build(self, source_shape, target_shape=None):
         d_source = source_shape[-1]
@@ -147,7 +153,7 @@ class DirectedCrossModalGRU(keras.layers.Layer):
             gru = layers.GRU(
                 self.hidden_dim,
                 return_sequences=True,
-                reset_after=False,
+                reset_after=self.reset_after,
                 dtype=self.dtype_policy,
                 name=f"gru_{k}",
             )
@@ -253,6 +259,7 @@ class DirectedCrossModalGRU(keras.layers.Layer):
                 "attention_dropout": self.attention_dropout,
                 "residual_dropout": self.residual_dropout,
                 "epsilon": self.epsilon,
+                "reset_after": self.reset_after,
             }
         )
         return config

@@ -21,19 +21,27 @@ def _layer_norm(x, gamma, beta, eps):
 
 def _gru(x, mask, kernel, recurrent, bias):
     """Seed 002 Eqs. 1-4 (reset applied to h_{t-1} before the product, Eq. 3),
-    with Keras' gate order (z, r, h) and Keras' side of the update gate."""
+    with Keras' gate order (z, r, h) and Keras' side of the update gate. A
+    bias of shape [2, 3H] is the cuDNN variant (`reset_after=True`): input
+    and recurrent biases, the reset applied after the product."""
     batch, steps, _ = x.shape
     hidden = recurrent.shape[0]
     h = np.zeros((batch, hidden))
     out = np.zeros((batch, steps, hidden))
     wz, wr, wh = kernel[:, :hidden], kernel[:, hidden:2 * hidden], kernel[:, 2 * hidden:]
     uz, ur, uh = recurrent[:, :hidden], recurrent[:, hidden:2 * hidden], recurrent[:, 2 * hidden:]
-    bz, br, bh = bias[:hidden], bias[hidden:2 * hidden], bias[2 * hidden:]
+    after = bias.ndim == 2
+    b_in, b_rec = (bias[0], bias[1]) if after else (bias, np.zeros_like(bias))
+    bz, br, bh = b_in[:hidden], b_in[hidden:2 * hidden], b_in[2 * hidden:]
+    rz, rr, rh = b_rec[:hidden], b_rec[hidden:2 * hidden], b_rec[2 * hidden:]
     for t in range(steps):
         xt = x[:, t]
-        r = _sigmoid(xt @ wr + h @ ur + br)  # Eq. 1
-        z = _sigmoid(xt @ wz + h @ uz + bz)  # Eq. 2
-        cand = np.tanh(xt @ wh + (r * h) @ uh + bh)  # Eq. 3
+        r = _sigmoid(xt @ wr + h @ ur + br + rr)  # Eq. 1
+        z = _sigmoid(xt @ wz + h @ uz + bz + rz)  # Eq. 2
+        if after:
+            cand = np.tanh(xt @ wh + bh + r * (h @ uh + rh))
+        else:
+            cand = np.tanh(xt @ wh + (r * h) @ uh + bh)  # Eq. 3
         new = z * h + (1.0 - z) * cand  # Eq. 4
         keep = mask[:, t][:, None]
         h = np.where(keep, new, h)  # a padded step leaves the state as it is
@@ -292,3 +300,43 @@ def test_inf_and_nan_under_the_masks_change_nothing_and_keep_gradients_finite(re
     assert np.isfinite(np.asarray(seq2)).all()
     for w, g in zip(block.trainable_weights, tape.gradient(loss, block.trainable_weights)):
         assert g is not None and np.isfinite(np.asarray(g)).all(), w.path
+
+
+def test_reset_after_gives_the_cudnn_gru_and_matches_its_reference():
+    rnn_backend = pytest.importorskip("keras.src.backend.tensorflow.rnn")
+    source, target, s_mask, t_mask = make_inputs()
+    s_mask[2] = False  # a missing source: masked_rnn keeps it off the cuDNN kernel's fully-masked check
+    block = build_block(residual="pre_ln", reset_after=True, attention_dropout=0.0, residual_dropout=0.0)
+    block(source, target, source_mask=s_mask, target_mask=t_mask)
+    rng = np.random.default_rng(2)
+    randomise_norms(block, rng)
+    for gru in block.grus:
+        assert tuple(gru.cell.bias.shape) == (2, 3 * 8)  # input and recurrent biases
+        gru.cell.bias.assign(rng.normal(0, 0.3, gru.cell.bias.shape).astype("float32"))
+    seq, attn = block(source, target, source_mask=s_mask, target_mask=t_mask)
+    ref_seq, ref_attn = reference(weights_of(block), source, target, s_mask, t_mask, "pre_ln", 2, True)
+    np.testing.assert_allclose(np.asarray(seq), ref_seq, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.asarray(attn), ref_attn, atol=1e-5, rtol=0)
+
+    def cudnn_args_ok(b):
+        return all(
+            rnn_backend._do_gru_arguments_support_cudnn(
+                g.cell.activation, g.cell.recurrent_activation, g.unroll, g.cell.use_bias, g.cell.reset_after
+            )
+            for g in b.grus
+        )
+
+    assert cudnn_args_ok(block)
+    default = build_block()
+    default(source, target, source_mask=s_mask, target_mask=t_mask)
+    assert not cudnn_args_ok(default)  # Eq. 3's GRU never runs on cuDNN
+    assert DirectedCrossModalGRU.from_config(block.get_config()).reset_after is True
+
+
+def test_mulg_passes_gru_reset_after_to_every_block():
+    from keras_msa.models import MulG
+
+    model = MulG(hidden_dim=4, gru_reset_after=True)
+    assert model.get_config()["gru_reset_after"] is True
+    assert all(block.reset_after for block in model.blocks)
+    assert not any(block.reset_after for block in MulG(hidden_dim=4).blocks)

@@ -73,6 +73,11 @@ class MulG(MSAModel):
         num_emotions: emotions of the `"emotions"` head (IEMOCAP: 4).
         task_loss: loss of the `"sentiment"` output (`"mae"`, `"mse"`,
             `"huber"`).
+        gru_reset_after: False (default) keeps Eq. 3 exactly (reset before
+            the matrix product), which Keras never runs on cuDNN; True uses
+            the cuDNN-compatible GRU (reset after the product), the fast
+            kernel on a GPU. Masks suit cuDNN either way
+            (`keras_msa.utils.masks.masked_rnn`).
         **kwargs: `MSAModel` arguments (`name`, `dtype`, ...).
 
     Example:
@@ -126,6 +131,7 @@ class MulG(MSAModel):
         task="regression",
         num_emotions=4,
         task_loss="mae",
+        gru_reset_after=False,
         **kwargs,
     ):
         super().__init__(task_loss=task_loss, **kwargs)
@@ -145,6 +151,7 @@ class MulG(MSAModel):
         self.text_dropout = float(text_dropout)
         self.attention_dropout = float(attention_dropout)
         self.residual_dropout = float(residual_dropout)
+        self.gru_reset_after = bool(gru_reset_after)
         self.output_dropout = float(output_dropout)
         self.cross_modal_attention = bool(cross_modal_attention)
         self.modalities = modalities
@@ -175,6 +182,7 @@ class MulG(MSAModel):
                     use_attention=target is not None,
                     attention_dropout=self.attention_dropout,
                     residual_dropout=self.residual_dropout,
+                    reset_after=self.gru_reset_after,
                     name=name,
                 )
                 entries.append((target or "", len(self.blocks)))
@@ -275,6 +283,7 @@ class MulG(MSAModel):
                 "text_dropout": self.text_dropout,
                 "attention_dropout": self.attention_dropout,
                 "residual_dropout": self.residual_dropout,
+                "gru_reset_after": self.gru_reset_after,
                 "output_dropout": self.output_dropout,
                 "cross_modal_attention": self.cross_modal_attention,
                 "modalities": list(self.modalities),
