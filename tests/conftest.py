@@ -10,7 +10,8 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def tiny_benchmark():
-    """A small synthetic benchmark (text 16-d, 12 steps) with known signal."""
+    """A small synthetic benchmark (text 16-d, 6-12 real steps of 12, some
+    samples without audio or vision) with known signal."""
     from keras_msa.testing import tiny_synthetic
 
     return tiny_synthetic()
