@@ -15,6 +15,7 @@ the first `[row, step]`, exactly as the Keras model raises it; NaN / inf under
 the mask are padding and change nothing.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -51,10 +52,69 @@ def serving_signature(example_batch, free_time=True):
     return {k: _spec_for(k, v, free_time) for k, v in sorted(example_batch.items())}
 
 
+@contextlib.contextmanager
+def without_optimizer(model):
+    """Within the block, `model` has no optimizer and reads as uncompiled.
+
+    Keras 3 writes a compiled model's optimizer into `.keras` files (Adam's
+    two slots per weight triple the size). Detaching is cheaper than cloning
+    (no second copy of the weights) and the finally restores the model
+    exactly as it was, training state included.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    compiled = getattr(model, "compiled", False)
+    if optimizer is None and not compiled:
+        yield model
+        return
+    model.optimizer = None
+    # An uncompiled model writes no compile_config: a file with one would
+    # rebuild an optimizer at load and warn that the saved one is missing.
+    model.compiled = False
+    try:
+        yield model
+    finally:
+        model.optimizer = optimizer
+        model.compiled = compiled
+
+
+def save_keras_model(model, path, keep_optimizer=False):
+    """Writes `model` to the `.keras` file `path` atomically (a temporary
+    sibling renamed at the end).
+
+    By default the file holds the architecture and the weights only: the
+    optimizer and compile settings are left out, so the file is about a third
+    of a trained Adam model's, and `keras_msa.utils.loading.load_model` gives
+    an uncompiled model (compile it to train on). Resumable training does not
+    need them here: its checkpoints (`keras_msa.training.checkpointing`) hold
+    the optimizer's variables themselves. `keep_optimizer=True` writes the
+    optimizer state and compile config too, so `keras.saving.load_model`
+    returns a compiled model whose Adam moments continue where they were.
+    """
+    from keras_msa.utils.files import atomic_path
+
+    with atomic_path(path, suffix=".keras") as tmp:
+        if keep_optimizer:
+            model.save(tmp)
+        else:
+            with without_optimizer(model):
+                model.save(tmp)
+    return path
+
+
 class _ServingModule(tf.Module):
+    """Tracks what serving reads and nothing more.
+
+    Holding the model itself would track its optimizer too (a sticky
+    dependency of a compiled Keras model), so `variables/` would carry Adam's
+    slots, about twice the weights again. The model's variables are what the
+    graph captures; its layers are kept for the resources they own (e.g. an
+    in-graph tokenizer's lookup tables), which are not variables.
+    """
+
     def __init__(self, model):
         super().__init__()
-        self.model = model
+        self.model_variables = list(model.variables)
+        self.model_layers = list(model.layers)
 
 
 # What `tf.saved_model.save` writes: a directory holding these names and

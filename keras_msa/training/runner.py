@@ -424,7 +424,9 @@ def _train(config, datasets, info):
             results["mean_predictor_mae_test"] = float(np.abs(y - train_mean).mean())
     results["config"] = dataclasses.asdict(config)
 
-    save_model_atomic(model, os.path.join(output_dir, "model.keras"))
+    from keras_msa.export.saved_model import save_keras_model  # weights only unless asked (issue 18)
+    save_keras_model(model, os.path.join(output_dir, "model.keras"),
+                     keep_optimizer=bool(getattr(config, "save_optimizer", False)))
     atomic_write_text(
         os.path.join(output_dir, "metrics.json"), json.dumps(results, indent=2, default=float)
     )
