@@ -7,6 +7,7 @@ distributed loop of `keras_msa.training` optimise exactly the same thing.
 """
 
 import copy
+import os
 
 import keras
 from keras import ops
@@ -128,15 +129,41 @@ class MSAModel(keras.Model):
 
     @classmethod
     def from_preset(cls, preset, **overrides):
-        """Builds the model with a paper preset (e.g. `"mosi"`) plus overrides."""
-        if preset not in cls.presets:
-            raise ValueError(
-                f"{cls.__name__} has no preset '{preset}'. "
-                f"Available: {sorted(cls.presets)}."
+        """Builds the model from a paper preset name or a trained preset directory.
+
+        - A name in `cls.presets` (e.g. `"mosi"`): the constructor arguments
+          from the paper's tables plus `overrides`; **config only**, the
+          weights are freshly initialised (train the model).
+        - A directory written by `save_to_preset`: config *and* weights, as a
+          keras-hub preset. `overrides` may change arguments that keep every
+          weight's shape (e.g. `dropout`); one that changes a shape is refused
+          with an error naming the weight. `MSAModel.from_preset(directory)`
+          loads any registered model; a subclass loads only its own kind.
+        """
+        from keras_msa.models import preset as preset_lib
+
+        if preset_lib.is_preset_dir(preset):
+            return preset_lib.load_from_preset(cls, preset, **overrides)
+        if isinstance(preset, str) and preset in cls.presets:
+            config = copy.deepcopy(cls.presets[preset])
+            config.update(overrides)
+            return cls(**config)
+        if isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset):
+            raise preset_lib.PresetError(
+                f"{preset} is a directory but holds no {preset_lib.CONFIG_FILE}; a trained preset is "
+                f"written by model.save_to_preset(directory)."
             )
-        config = copy.deepcopy(cls.presets[preset])
-        config.update(overrides)
-        return cls(**config)
+        raise ValueError(
+            f"{cls.__name__} has no preset '{preset}'. Available paper presets (config only): "
+            f"{sorted(cls.presets)}; or pass a directory written by model.save_to_preset()."
+        )
+
+    def save_to_preset(self, directory, overwrite=False):
+        """Writes config.json, model.weights.h5 and metadata.json (keras_msa
+        version, weight shapes) to `directory`, for `from_preset(directory)`."""
+        from keras_msa.models import preset as preset_lib
+
+        return preset_lib.save_to_preset(self, directory, overwrite=overwrite)
 
     def set_epoch(self, epoch):
         self.epoch.assign(float(epoch))
