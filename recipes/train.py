@@ -27,6 +27,12 @@ Scale and reproducibility:
     # seeds_summary.json / seeds_summary.md (mean, std, 95% t interval).
     python recipes/train.py --model=lfdnn --seeds=1111,1112,1113,1114,1115
 
+Runs are quiet: TensorFlow's start-up and CUDA-probe lines stay hidden
+unless `--verbosity=1` (TensorFlow warnings) or `--verbosity=2` (all its
+logs). `--tensorboard_dir=DIR` writes every epoch's metrics for TensorBoard;
+`metrics.json` also records the package versions, the machine and the git
+commit of the code.
+
 The same `--seed` gives the same metrics twice on the same hardware (op
 determinism is on unless `--nodeterministic`).
 """
@@ -58,7 +64,10 @@ flags.DEFINE_string("synthetic_sizes", None, "JSON split sizes, e.g. '{\"train\"
 flags.DEFINE_bool("synthetic_unimodal_labels", False, "Add CH-SIMS-style unimodal labels to the synthetic data.")
 flags.DEFINE_bool("synthetic_aligned", True, "Aligned (one T) or unaligned synthetic modalities.")
 flags.DEFINE_bool("jit_compile", False, "Compile train steps with XLA.")
-flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (2 = one line per epoch).")
+flags.DEFINE_integer("verbose", 2, "Epoch lines: 0 = none, >= 1 = one short line per epoch (loss, its terms, "
+                     "the selection metric); every metric goes to history.csv.")
+flags.DEFINE_string("tensorboard_dir", None, "Also write every epoch's logs (loss, all val_* metrics) as "
+                    "TensorBoard event files here.")
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
                   "Keras dtype policy of the model (float16 adds dynamic loss scaling).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
@@ -119,6 +128,7 @@ def config_from_flags():
         keep_checkpoints=FLAGS.keep_checkpoints,
         deterministic=FLAGS.deterministic,
         synthetic_options=synthetic_options,
+        tensorboard_dir=FLAGS.tensorboard_dir,
     )
     try:
         check_config(config)
@@ -145,8 +155,22 @@ def format_summary(results):
     return "\n".join(lines)
 
 
+def quiet_start():
+    """Applies `--verbosity` before TensorFlow loads (keras_msa/utils/quiet.py,
+    loaded by path: importing the keras_msa package would import TensorFlow)."""
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, "keras_msa", "utils", "quiet.py")
+    spec = importlib.util.spec_from_file_location("keras_msa_quiet_start", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.quiet_start(FLAGS.verbosity)
+
+
 def main(argv):
     del argv
+    quiet_start()
     if FLAGS.logical_cpu_devices:
         # Before anything initialises TensorFlow's devices.
         from keras_msa.training.distributed import configure_logical_cpus

@@ -79,3 +79,51 @@ class BestWeights(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+
+class EpochLine(keras.callbacks.Callback):
+    """Prints one short line per epoch: the training objective, its terms
+    when the logs hold them (`<term>_loss`), and the selection metric, marked
+    `*best*` when it improves. Every other metric goes to history.csv (and
+    TensorBoard), where thirteen numbers a line can be read.
+
+    Args:
+        monitor: the selection metric's log key, e.g. `"val_mae"`.
+        mode: `"min"` or `"max"`.
+        epochs: the run's epoch budget (shown as `epoch 3/30`).
+        print_fn: where the line goes (default: stdout, flushed).
+    """
+
+    def __init__(self, monitor="val_mae", mode="min", epochs=None, print_fn=None):
+        super().__init__()
+        self.monitor = monitor
+        self.mode = mode
+        self.epochs = epochs
+        # Flushed: a recipe's stdout is often a pipe (CI logs, `tee`).
+        self.print_fn = print_fn or (lambda line: print(line, flush=True))
+        self.best = None
+
+    def format_line(self, epoch, logs):
+        logs = logs or {}
+        total = f"/{self.epochs}" if self.epochs else ""
+        parts = [f"epoch {epoch + 1}{total}"]
+        if "loss" in logs:
+            terms = [(k[: -len("_loss")], v) for k, v in logs.items()
+                     if k.endswith("_loss") and not k.startswith("val_")]
+            shown = f"loss {float(logs['loss']):.4f}"
+            if terms:
+                shown += " (" + ", ".join(f"{name} {float(v):.4f}" for name, v in terms) + ")"
+            parts.append(shown)
+        value = logs.get(self.monitor)
+        if value is not None:
+            value = float(value)
+            improved = np.isfinite(value) and (
+                self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+            )
+            if improved:
+                self.best = value
+            parts.append(f"{self.monitor} {value:.4f}" + (" *best*" if improved else ""))
+        return "  ".join(parts)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.print_fn(self.format_line(epoch, logs))

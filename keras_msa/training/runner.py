@@ -20,6 +20,7 @@ import numpy as np
 
 from keras_msa.models.base import MODALITIES
 from keras_msa.training.callbacks import BestWeights
+from keras_msa.training.callbacks import EpochLine
 from keras_msa.training.callbacks import EpochSetter
 from keras_msa.training.callbacks import ValidationMetrics
 from keras_msa.training.evaluation import evaluate_model
@@ -60,10 +61,13 @@ class TrainConfig:
     keep_checkpoints: int = 2
     deterministic: bool = True
     synthetic_options: dict = None
+    # Issue 18: every epoch's logs as TensorBoard event files (None = none).
+    tensorboard_dir: str = None
 
 
 # Config fields that may change between a run and its resumption.
-_RESUME_FREE_FIELDS = ("epochs", "verbose", "output_dir", "checkpoint_every_steps", "keep_checkpoints")
+_RESUME_FREE_FIELDS = ("epochs", "verbose", "output_dir", "checkpoint_every_steps", "keep_checkpoints",
+                       "tensorboard_dir")
 
 # Validation metrics include a correlation, which needs two samples.
 MIN_VALIDATION_SAMPLES = 2
@@ -106,6 +110,12 @@ def check_config(config):
     for flag in ("model_config", "synthetic_options"):
         value = getattr(config, flag)
         need(value is None or isinstance(value, dict), flag, "a JSON object (dict)", value)
+    if config.tensorboard_dir:
+        import importlib.util
+
+        # Keras's TensorBoard callback fails only at the first epoch's end without it.
+        need(importlib.util.find_spec("tensorboard") is not None, "tensorboard_dir",
+             "used with the tensorboard package installed (pip install tensorboard)", config.tensorboard_dir)
     sizes = config.synthetic_sizes
     if sizes is not None:
         need(isinstance(sizes, dict) and sizes, "synthetic_sizes",
@@ -113,6 +123,77 @@ def check_config(config):
         for split, n in sizes.items():
             # The generator cannot make an empty split (and an empty one could not be used).
             need(is_int(n) and n >= 1, "synthetic_sizes", f"split sizes that are integers >= 1 ('{split}')", n)
+
+
+def package_versions():
+    """Versions of what a run's numbers depend on; a package that is not
+    installed is `None`."""
+    import platform
+    from importlib import metadata
+
+    import tensorflow as tf
+
+    import keras_msa
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "tensorflow": tf.__version__,
+                "keras": keras.__version__, "keras_msa": keras_msa.__version__}
+    try:
+        versions["keras-hub"] = metadata.version("keras-hub")
+    except metadata.PackageNotFoundError:
+        versions["keras-hub"] = None
+    return versions
+
+
+def machine_info():
+    """The CPU model (from /proc/cpuinfo, else `platform`) and the names of
+    the GPUs TensorFlow sees."""
+    import platform
+
+    import tensorflow as tf
+
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    gpus = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        gpus.append(details.get("device_name") or device.name)
+    return {"cpu": cpu or platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "gpus": gpus}
+
+
+def git_info(path=None, timeout=5.0):
+    """`{"commit": sha, "dirty": bool}` of the git checkout whose root holds
+    the keras_msa package directory `path` (default: this package), or
+    `None` when there is none (an installed wheel, no git, git too slow).
+    `dirty` counts changes to tracked files only."""
+    import subprocess
+
+    if path is None:
+        path = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_root = os.path.dirname(path)
+
+    def git(*args):
+        out = subprocess.run(["git", "-C", package_root, *args], capture_output=True, text=True,
+                             timeout=timeout, check=True)
+        return out.stdout.strip()
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        # A wheel inside some other repository's ignored folder (a .venv) is no checkout of keras_msa.
+        if os.path.realpath(top) != os.path.realpath(package_root):
+            return None
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
 
 
 def save_model_atomic(model, path):
@@ -345,8 +426,13 @@ def _train(config, datasets, info):
     history_cb = HistoryCSV(os.path.join(output_dir, "history.csv"))
     callbacks = [ValidationMetrics(valid, eval_fn), best]
     callbacks += list(model.training_callbacks(validation_data=valid))
-    # Last, so that its rows hold what the callbacks above added to the logs.
+    # Last, so that their rows hold what the callbacks above added to the logs.
+    if config.tensorboard_dir:
+        tb_dir = config.tensorboard_dir if is_chief else os.path.join(config.tensorboard_dir, f"worker_{task_index}")
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=tb_dir))
     callbacks.append(history_cb)
+    if config.verbose:
+        callbacks.append(EpochLine(monitor=monitor, mode=mode, epochs=config.epochs))
 
     resumed_from = None
     start = time.time()
@@ -367,6 +453,8 @@ def _train(config, datasets, info):
         if config.checkpoint_every_steps:
             checkpoints = CheckpointDirectory(os.path.join(output_dir, "checkpoints"), keep=config.keep_checkpoints)
             resumed_from = checkpoints.latest()
+            if resumed_from and config.verbose:
+                print(f"Resuming from {resumed_from}", flush=True)
         loop = CustomLoop(model, strategy, jit_compile=config.jit_compile)
         loop.fit(
             make_dataset,
@@ -376,14 +464,19 @@ def _train(config, datasets, info):
             checkpoints=checkpoints,
             checkpoint_every_steps=config.checkpoint_every_steps,
             fingerprint=_fingerprint(config),
-            verbose=1 if config.verbose else 0,
+            # EpochLine prints the epoch lines.
+            verbose=0,
         )
     else:
         model.fit(
             assert_finite_dataset(datasets["train"]),
             epochs=config.epochs,
             callbacks=[EpochSetter()] + callbacks,
-            verbose=config.verbose,
+            # load_data shuffled the training split already (seeded); fit's
+            # default shuffle=True only warns for a tf.data.Dataset.
+            shuffle=False,
+            # EpochLine prints a short line per epoch instead of Keras's.
+            verbose=0,
         )
     train_seconds = time.time() - start
 
@@ -423,6 +516,11 @@ def _train(config, datasets, info):
             )
             results["mean_predictor_mae_test"] = float(np.abs(y - train_mean).mean())
     results["config"] = dataclasses.asdict(config)
+    results["versions"] = package_versions()
+    results["machine"] = machine_info()
+    git = git_info()
+    if git is not None:
+        results["git"] = git
 
     from keras_msa.export.saved_model import save_keras_model  # weights only unless asked (issue 18)
     save_keras_model(model, os.path.join(output_dir, "model.keras"),

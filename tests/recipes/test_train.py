@@ -3,6 +3,7 @@ history, and resuming after SIGKILL."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -237,3 +238,86 @@ def test_train_recipe_names_a_bad_json_flag(load_recipe):
     flags.FLAGS(["train.py", '--synthetic_sizes={"train": -4}'])
     with pytest.raises(app.UsageError, match=r"--synthetic_sizes must be split sizes that are integers >= 1"):
         module.config_from_flags()
+
+
+def test_epoch_line_shows_loss_and_selection_metric_only(tmp_path, capsys):
+    results, _ = train(tiny_config(tmp_path, epochs=2, verbose=1))
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert len(lines) == 2, lines
+    assert re.fullmatch(r"epoch 1/2  loss \d+\.\d{4}  val_mae \d+\.\d{4} \*best\*", lines[0]), lines[0]
+    assert re.fullmatch(r"epoch 2/2  loss \d+\.\d{4}  val_mae \d+\.\d{4}( \*best\*)?", lines[1]), lines[1]
+    # The full metrics still go to history.csv.
+    h = read_history_csv(os.path.join(results["output_dir"], "history.csv"))
+    every = {f"val_{k}" for k in results["valid"]}
+    assert len(every) > 5 and every <= set(h)
+
+
+def test_epoch_line_shows_loss_terms_and_marks_improvements():
+    from keras_msa.training.callbacks import EpochLine
+
+    line = EpochLine(monitor="val_mae", mode="min", epochs=30)
+    logs = {"loss": 0.812, "task_loss": 0.70, "mpr_loss": 0.11, "val_mae": 0.803, "val_corr": 0.5,
+            "val_acc7": 0.3, "val_task_loss": 0.9}
+    assert line.format_line(2, logs) == "epoch 3/30  loss 0.8120 (task 0.7000, mpr 0.1100)  val_mae 0.8030 *best*"
+    assert line.format_line(3, dict(logs, val_mae=0.9)).endswith("val_mae 0.9000")
+    assert line.format_line(4, dict(logs, val_mae=0.7)).endswith("*best*")
+    acc = EpochLine(monitor="val_acc2", mode="max")
+    assert acc.format_line(0, {"loss": 1.0, "val_acc2": 0.6}) == "epoch 1  loss 1.0000  val_acc2 0.6000 *best*"
+    assert not acc.format_line(1, {"loss": 1.0, "val_acc2": 0.5}).endswith("*best*")
+
+
+def test_tensorboard_dir_and_metrics_json_provenance(tmp_path):
+    pytest.importorskip("tensorboard")
+    import platform
+
+    import tensorflow as tf
+
+    import keras_msa
+
+    tb = tmp_path / "tb"
+    results, _ = train(tiny_config(tmp_path, epochs=2, tensorboard_dir=str(tb)))
+    events = [os.path.join(d, f) for d, _, files in os.walk(tb) for f in files if "tfevents" in f]
+    assert any(os.sep + "train" + os.sep in e for e in events), events
+    assert any(os.sep + "validation" + os.sep in e for e in events), events
+
+    with open(os.path.join(results["output_dir"], "metrics.json")) as f:
+        saved = json.load(f)
+    v = saved["versions"]
+    assert v["tensorflow"] == tf.__version__ and v["keras"] == keras.__version__
+    assert v["numpy"] == np.__version__ and v["python"] == platform.python_version()
+    assert v["keras_msa"] == keras_msa.__version__ and "keras-hub" in v
+    assert saved["machine"]["cpu"] and saved["machine"]["gpus"] == [
+        tf.config.experimental.get_device_details(d).get("device_name") or d.name
+        for d in tf.config.list_physical_devices("GPU")]
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert saved["git"]["commit"] == head.stdout.strip() and isinstance(saved["git"]["dirty"], bool)
+    else:
+        assert "git" not in saved
+
+
+def test_git_info_commit_dirty_and_absent(tmp_path):
+    from keras_msa.training.runner import git_info
+
+    package = tmp_path / "repo" / "keras_msa"
+    package.mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    # Not a checkout (yet): no git entry.
+    assert git_info(str(package)) is None
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path / "repo"), "-c", "user.name=t", "-c", "user.email=t@t",
+                        *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "keras_msa/a.py")
+    git("commit", "-q", "-m", "one")
+    sha = subprocess.run(["git", "-C", str(tmp_path / "repo"), "rev-parse", "HEAD"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert git_info(str(package)) == {"commit": sha, "dirty": False}
+    (package / "a.py").write_text("x = 2\n")
+    assert git_info(str(package)) == {"commit": sha, "dirty": True}
+    # A package inside another repository's folder (a virtual environment) is no checkout of it.
+    nested = tmp_path / "repo" / "venv" / "site" / "keras_msa"
+    nested.mkdir(parents=True)
+    assert git_info(str(nested)) is None

@@ -1,0 +1,74 @@
+"""Recipe runs are quiet by default (no TensorFlow start-up lines, no CUDA
+probe errors, no Keras shuffle warning), and `--verbosity` brings the logs
+back."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NOISE = re.compile(r"cuInit|cudart_stub|shuffle=True|absl::InitializeLog|^W0000|^E0000|^I0000|WARNING",
+                   re.MULTILINE)
+TF_LOG = re.compile(r"^[IWE]0000 |cudart_stub|oneDNN|absl::InitializeLog|cpu_feature_guard", re.MULTILINE)
+SIZES = {"train": 32, "valid": 16, "test": 16}
+SYNTHETIC = {"seq_len": 8, "min_len": 8, "text_dim": 8, "window": 4, "offset": 1, "compute_text_only_floor": False}
+MODEL = {"hidden_dims": {"text": 4, "audio": 4, "vision": 4}, "fusion_dim": 4}
+
+
+def _train(tmp_path, *extra):
+    env = dict(os.environ)
+    # What a user's shell has: the recipe must quiet TensorFlow itself.
+    for key in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES", "TF_CONFIG", "PYTHONWARNINGS"):
+        env.pop(key, None)
+    cmd = [sys.executable, os.path.join(ROOT, "recipes", "train.py"), f"--output_dir={tmp_path / 'run'}",
+           "--epochs=1", "--batch_size=16", f"--synthetic_sizes={json.dumps(SIZES)}",
+           f"--synthetic_options={json.dumps(SYNTHETIC)}", f"--model_config={json.dumps(MODEL)}", *extra]
+    # stderr into stdout: the order of the lines is what a terminal shows.
+    out = subprocess.run(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_train_recipe_is_quiet_by_default_and_verbosity_brings_logs_back(tmp_path):
+    quiet = _train(tmp_path)
+    assert not NOISE.search(quiet), quiet
+    assert not TF_LOG.search(quiet), quiet
+    assert re.search(r"^epoch 1/1  loss \S+  val_mae \S+ \*best\*$", quiet, re.MULTILINE), quiet
+    # The same check sees TensorFlow's own lines once they are asked for.
+    loud = _train(tmp_path, "--verbosity=2")
+    assert TF_LOG.search(loud), loud
+
+
+def test_quiet_start_hides_cuda_only_without_a_driver(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quiet_under_test",
+                                                  os.path.join(ROOT, "keras_msa", "utils", "quiet.py"))
+    quiet = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quiet)
+    import tensorflow as tf
+
+    level = tf.get_logger().level
+    # monkeypatch restores both variables after the test.
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    try:
+        for driver, verbosity, hidden in ((True, 0, False), (False, 0, True), (False, 2, False)):
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+            monkeypatch.setattr(quiet, "has_gpu_driver", lambda: driver)
+            quiet.quiet_start(verbosity)
+            assert (os.environ.get("CUDA_VISIBLE_DEVICES") == "") == hidden, (driver, verbosity)
+            assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == ("3" if verbosity == 0 else "0")
+        # A choice the user made stays.
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+        monkeypatch.setattr(quiet, "has_gpu_driver", lambda: False)
+        quiet.quiet_start(0)
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    finally:
+        tf.get_logger().setLevel(level)
