@@ -28,6 +28,8 @@ flags.DEFINE_string("export_dir", None, "Target, e.g. saved_models/<name>/<versi
 flags.DEFINE_float("tolerance", 1e-5, "Largest allowed |SavedModel - Keras| on the probe batch (>= 0).")
 flags.DEFINE_bool("overwrite", False, "Delete what --export_dir holds even if it is not an earlier "
                   "SavedModel export (never the source model or other versions' folders).")
+flags.DEFINE_bool("warmup", False, "Also write assets.extra/tf_serving_warmup_requests from the probe "
+                  "batch, which TensorFlow Serving replays at load so the first request is not slow.")
 
 
 RAW_TEXT_KEYS = ("text_raw", "raw_text")
@@ -113,7 +115,7 @@ def main(argv):
         raise SystemExit(f"export.py: --model_path={FLAGS.model_path}: {e}")
     try:
         export_saved_model(model, FLAGS.export_dir, batch, overwrite=FLAGS.overwrite,
-                           source_path=FLAGS.model_path)
+                           source_path=FLAGS.model_path, warmup=FLAGS.warmup)
     except ExportTargetError as e:
         raise SystemExit(f"export.py: {e}")
     served = serve_numpy(load_serving_fn(FLAGS.export_dir), batch)

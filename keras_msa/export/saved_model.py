@@ -279,7 +279,8 @@ def _check_serving_inputs(batch, signature):
         return {k: tf.identity(v) for k, v in checked.items()}
 
 
-def export_saved_model(model, export_dir, example_batch, free_time=True, overwrite=False, source_path=None):
+def export_saved_model(model, export_dir, example_batch, free_time=True, overwrite=False, source_path=None,
+                       warmup=False):
     """Writes `model` as a SavedModel with a named-input `serving_default`.
 
     The export is written into a temporary sibling; an earlier export at
@@ -310,6 +311,13 @@ def export_saved_model(model, export_dir, example_batch, free_time=True, overwri
             export (default `False`: refuse).
         source_path: the `.keras` file the model came from, if any; an
             `export_dir` that holds it is refused.
+        warmup: also write `assets.extra/tf_serving_warmup_requests`, one
+            `serving_default` request holding `example_batch`, which
+            TensorFlow Serving replays at load so the first real request is
+            not slow (`keras_msa.export.warmup`).
+
+    The export holds the model's weights alone: no optimizer slot, even for
+    a compiled, trained model.
 
     Returns:
         `export_dir`.
@@ -333,6 +341,10 @@ def export_saved_model(model, export_dir, example_batch, free_time=True, overwri
         tf.saved_model.save(
             module, tmp, signatures={"serving_default": serve.get_concrete_function()}
         )
+        if warmup:
+            from keras_msa.export.warmup import write_warmup_file
+
+            write_warmup_file(tmp, example_batch, signature)
         # Checked again: another process may have written there meanwhile.
         check_export_target(export_dir, overwrite=overwrite, source_path=source_path)
         _replace_dir(tmp, export_dir)

@@ -26,7 +26,8 @@ def text_serving_signature(example_batch, free_time=True):
     return serving_signature(example_batch, free_time)
 
 
-def export_text_saved_model(model, export_dir, example_batch, free_time=True, overwrite=False, source_path=None):
+def export_text_saved_model(model, export_dir, example_batch, free_time=True, overwrite=False, source_path=None,
+                            warmup=False):
     """Writes `model` as a SavedModel whose `serving_default` takes raw text.
 
     Args:
@@ -40,6 +41,8 @@ def export_text_saved_model(model, export_dir, example_batch, free_time=True, ov
         overwrite: also delete a non-empty `export_dir` that is not an
             earlier export (see `export_saved_model`; default: refuse).
         source_path: the `.keras` file the model came from (refused as a target).
+        warmup: also write a TensorFlow Serving warm-up request from
+            `example_batch` (see `export_saved_model`).
 
     Returns:
         `export_dir`, written atomically (temporary sibling renamed at the end).
@@ -54,7 +57,7 @@ def export_text_saved_model(model, export_dir, example_batch, free_time=True, ov
         fn(text_raw=tf.constant(["so boring"]), audio=..., ...)["sentiment"]
     """
     text_serving_signature(example_batch, free_time)
-    return export_saved_model(model, export_dir, example_batch, free_time, overwrite, source_path)
+    return export_saved_model(model, export_dir, example_batch, free_time, overwrite, source_path, warmup=warmup)
 
 
 load_text_serving_fn = load_serving_fn
