@@ -82,6 +82,8 @@ def train_briefly(model, bench, epochs=20, batch_size=32, learning_rate=3e-3, se
     model.fit(
         bench["train"].to_tf_dataset(batch_size, shuffle=True, seed=seed),
         epochs=epochs,
+        # The dataset shuffles itself; fit's shuffle=True would only warn.
+        shuffle=False,
         verbose=0,
         callbacks=[EpochSetter()],
     )
@@ -104,7 +106,7 @@ def assert_keras_roundtrip(model, batch, tmp_dir, train_data=None, atol=1e-6):
     if train_data is not None:
         before = [np.array(w) for w in restored.trainable_weights]
         restored.compile(optimizer=keras.optimizers.Adam(1e-3))
-        restored.fit(train_data, epochs=1, verbose=0)
+        restored.fit(train_data, epochs=1, shuffle=False, verbose=0)
         after = [np.array(w) for w in restored.trainable_weights]
         assert any(not np.allclose(x, y) for x, y in zip(before, after)), "reloaded model did not train"
     return restored

@@ -224,6 +224,8 @@ def fine_tune_crosssent(data, preset, output_dir):
         epochs=FLAGS.epochs,
         callbacks=[EpochSetter(), ValidationMetrics(valid_ds, evaluate), best]
         + model.training_callbacks(),
+        # train_ds is a tf.data.Dataset (shuffled when built); fit's shuffle=True would only warn.
+        shuffle=False,
         verbose=2,
     )
     seconds = time.time() - start

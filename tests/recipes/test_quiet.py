@@ -72,3 +72,25 @@ def test_quiet_start_hides_cuda_only_without_a_driver(monkeypatch):
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
     finally:
         tf.get_logger().setLevel(level)
+
+
+def test_fit_is_never_asked_to_shuffle_a_dataset(tmp_path):
+    import warnings
+
+    import keras
+
+    from keras_msa.data.synthetic import make_synthetic_benchmark
+    from keras_msa.models import LFDNN
+    from keras_msa.testing import assert_keras_roundtrip
+    from keras_msa.testing import train_briefly
+
+    # The runner's fit is checked by the recipe test above (shuffle=True is in NOISE).
+    bench = make_synthetic_benchmark(seed=0, splits=SIZES, **SYNTHETIC)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keras.utils.set_random_seed(0)
+        model = LFDNN(**MODEL)
+        train_briefly(model, bench, epochs=1, batch_size=16)
+        assert_keras_roundtrip(model, bench["test"].inputs, tmp_path, train_data=bench["train"].to_tf_dataset(16))
+    shuffle = [str(w.message) for w in caught if "shuffle=True" in str(w.message)]
+    assert not shuffle, shuffle
