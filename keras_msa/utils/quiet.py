@@ -9,8 +9,10 @@ its path, since importing the `keras_msa` package would import TensorFlow.
 Levels of `--verbosity` (absl's own flag, whose default is -1):
 
 - 0 or less: quiet (TensorFlow's C++ logs off, its Python logger at ERROR);
-- 1: TensorFlow's C++ and Python warnings and errors;
-- 2 or more: everything TensorFlow logs, CUDA devices never hidden.
+- 1: TensorFlow's C++ and Python warnings and errors once it has loaded
+  (its import-time lines stay hidden);
+- 2 or more: everything TensorFlow logs, import included; CUDA devices are
+  never hidden.
 """
 
 import contextlib
