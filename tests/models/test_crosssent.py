@@ -195,7 +195,7 @@ def _assert_keeps_training(model, dataset):
     # check itself on this tiny model.
     before = [np.array(w) for w in model.trainable_weights]
     model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
-    model.fit(dataset, epochs=1, verbose=0)
+    model.fit(dataset, epochs=1, verbose=0, shuffle=False)
     after = [np.array(w) for w in model.trainable_weights]
     assert any(not np.allclose(a, b) for a, b in zip(before, after)), "reloaded model did not train"
 
@@ -309,7 +309,7 @@ def test_linear_warmup_callback_schedule(tiny_benchmark):
 
     data = tiny_benchmark["train"].to_tf_dataset(64).take(4)  # 4 steps x 5 epochs
     model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
-    model.fit(data, epochs=5, verbose=0, callbacks=callbacks + [Record()])
+    model.fit(data, epochs=5, verbose=0, shuffle=False, callbacks=callbacks + [Record()])
     total, warm = 20, 8
     expected = [1e-3 * (s / warm if s <= warm else (total - s) / (total - warm)) for s in range(1, total + 1)]
     np.testing.assert_allclose(seen, expected, rtol=1e-5, atol=1e-9)

@@ -266,14 +266,14 @@ def test_auto_key_switches_inside_fit(bench):
     valid = bench["valid"].to_tf_dataset(64)
     callbacks = model.training_callbacks(validation_data=valid)
     model.compile(optimizer=keras.optimizers.Adam(5e-3))
-    model.fit(bench["train"].to_tf_dataset(64, shuffle=True), epochs=2, verbose=0,
+    model.fit(bench["train"].to_tf_dataset(64, shuffle=True), epochs=2, verbose=0, shuffle=False,
               callbacks=[EpochSetter()] + callbacks)
     chosen = model.selected_key_modality
     assert chosen == callbacks[0].chosen
     # The second epoch trained the chosen branch only (the retraced step).
     others = [k for k in MODALITIES if k != chosen]
     before = {w.path: np.array(w) for k in others for w in model.fusions[k].trainable_weights}
-    model.fit(bench["train"].to_tf_dataset(64), epochs=1, verbose=0)
+    model.fit(bench["train"].to_tf_dataset(64), epochs=1, verbose=0, shuffle=False)
     for k in others:
         for w in model.fusions[k].trainable_weights:
             np.testing.assert_array_equal(np.array(w), before[w.path])

@@ -37,7 +37,7 @@ def test_custom_loop_steps_equal_fit_steps(bench):
     b = _model(bench, dropout=0.0)
     for v, w in zip(b.variables, a.variables):
         v.assign(np.asarray(w))
-    a.fit(ds, epochs=1, verbose=0)
+    a.fit(ds, epochs=1, verbose=0, shuffle=False)
     history = CustomLoop(b).fit(lambda epoch: ds, steps_per_epoch=3, epochs=1)
     for v, w in zip(b.trainable_variables, a.trainable_variables):
         np.testing.assert_allclose(np.asarray(v), np.asarray(w), atol=1e-6, rtol=0)
