@@ -68,6 +68,8 @@ flags.DEFINE_integer("verbose", 2, "Epoch lines: 0 = none, >= 1 = one short line
                      "the selection metric); every metric goes to history.csv.")
 flags.DEFINE_string("tensorboard_dir", None, "Also write every epoch's logs (loss, all val_* metrics) as "
                     "TensorBoard event files here.")
+flags.DEFINE_bool("save_optimizer", False, "Keep the optimizer's state in model.keras (to continue training "
+                  "from it with fit); by default model.keras holds the weights alone.")
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
                   "Keras dtype policy of the model (float16 adds dynamic loss scaling).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
@@ -129,6 +131,7 @@ def config_from_flags():
         deterministic=FLAGS.deterministic,
         synthetic_options=synthetic_options,
         tensorboard_dir=FLAGS.tensorboard_dir,
+        save_optimizer=FLAGS.save_optimizer,
     )
     try:
         check_config(config)

@@ -63,11 +63,14 @@ class TrainConfig:
     synthetic_options: dict = None
     # Issue 18: every epoch's logs as TensorBoard event files (None = none).
     tensorboard_dir: str = None
+    # Issue 18: model.keras holds the weights alone unless asked to keep the
+    # optimizer (resumable runs use their own checkpoints, not model.keras).
+    save_optimizer: bool = False
 
 
 # Config fields that may change between a run and its resumption.
 _RESUME_FREE_FIELDS = ("epochs", "verbose", "output_dir", "checkpoint_every_steps", "keep_checkpoints",
-                       "tensorboard_dir")
+                       "tensorboard_dir", "save_optimizer")
 
 # Validation metrics include a correlation, which needs two samples.
 MIN_VALIDATION_SAMPLES = 2
@@ -524,7 +527,7 @@ def _train(config, datasets, info):
 
     from keras_msa.export.saved_model import save_keras_model  # weights only unless asked (issue 18)
     save_keras_model(model, os.path.join(output_dir, "model.keras"),
-                     keep_optimizer=bool(getattr(config, "save_optimizer", False)))
+                     keep_optimizer=bool(config.save_optimizer))
     atomic_write_text(
         os.path.join(output_dir, "metrics.json"), json.dumps(results, indent=2, default=float)
     )

@@ -321,3 +321,21 @@ def test_git_info_commit_dirty_and_absent(tmp_path):
     nested = tmp_path / "repo" / "venv" / "site" / "keras_msa"
     nested.mkdir(parents=True)
     assert git_info(str(nested)) is None
+
+
+def test_model_keras_keeps_the_optimizer_only_with_save_optimizer(tmp_path):
+    import zipfile
+
+    def holds_optimizer(path):
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+        return bool(config.get("compile_config"))
+
+    lean, _ = train(tiny_config(tmp_path, epochs=1, output_dir=str(tmp_path / "lean")))
+    full, _ = train(tiny_config(tmp_path, epochs=1, output_dir=str(tmp_path / "full"), save_optimizer=True))
+    lean_path = os.path.join(lean["output_dir"], "model.keras")
+    full_path = os.path.join(full["output_dir"], "model.keras")
+    assert not holds_optimizer(lean_path) and holds_optimizer(full_path)
+    assert os.path.getsize(lean_path) < os.path.getsize(full_path)
+    restored = keras.saving.load_model(full_path)
+    assert restored.optimizer is not None and restored.optimizer.iterations.numpy() > 0
