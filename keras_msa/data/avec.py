@@ -34,7 +34,7 @@ PHQ-8 total, 0-24, what ``SSGDL(task="phq8")`` and the AVEC metrics take),
 ``audio``/``vision``/(``text``) float32 ``[L, D]``, and ``raw_text`` when
 ``transcripts=True`` and the transcript exists.
 
-Every modality is in every example (DATA.md: a missing modality is zeros with
+Every modality is in every example (docs/data.md: a missing modality is zeros with
 an all-False mask, never an absent key). A modality whose feature set is None
 (text, by default) is an empty ``[0, D]`` array in every example, ``D`` from
 the reader option ``modality_dims`` (default ``{"text": 768}``, the BERT width

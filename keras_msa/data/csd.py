@@ -653,7 +653,7 @@ def read_csd(
         missing_dims: `{modality: width}` of the modalities that have no
             feature file: every example gets an empty `[0, width]` array, so
             the converted data carries the modality as *missing* (zeros and an
-            all-False mask in each batch, what DATA.md asks) instead of
+            all-False mask in each batch, what docs/data.md asks) instead of
             lacking the key. "auto" takes `MISSING_DIMS[dataset]` (the MMSA
             widths: MOSI text/audio/vision 768/5/20, MOSEI 768/74/35), so a
             model built on it fits the full-feature data too; None or {}

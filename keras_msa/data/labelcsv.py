@@ -21,7 +21,7 @@ row, as in MMSA's MOSI/MOSEI label files), and one float32 ``[L, D]`` array per
 modality that has a file for at least one clip. ``mode`` gives the split
 (``train``/``valid``/``test``; ``dev``/``val`` read as ``valid``).
 
-Every modality is in every example (DATA.md: a missing modality is zeros with
+Every modality is in every example (docs/data.md: a missing modality is zeros with
 an all-False mask, never an absent key). A modality with no file for any clip
 becomes an empty ``[0, D]`` array in every example, ``D`` from the reader
 option ``modality_dims`` or, by default, from the MMSA width of a known

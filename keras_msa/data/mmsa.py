@@ -61,7 +61,7 @@ LABEL_RANGES = {
     "sims": (-1.0, 1.0),
     "simsv2": (-1.0, 1.0),
 }
-#: Feature widths (text, audio, vision) of MMSA's releases (DATA.md; SIMS v2
+#: Feature widths (text, audio, vision) of MMSA's releases (docs/data.md; SIMS v2
 #: from MMSA's config). Audio and vision decide: the text width depends on the
 #: text encoder (BERT 768, GloVe 300), the other two on the dataset's features.
 FEATURE_WIDTHS = {

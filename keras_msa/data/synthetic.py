@@ -152,7 +152,7 @@ class SyntheticBenchmark:
     """Arrays of one synthetic split plus the facts of its generating process.
 
     Attributes:
-        inputs: dict of numpy arrays in the batch layout of DATA.md (padded,
+        inputs: dict of numpy arrays in the batch layout of docs/data.md (padded,
             with boolean masks).
         targets: dict of float32 `[N, 1]` arrays (`sentiment`, and unimodal
             labels when asked for).

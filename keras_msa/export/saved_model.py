@@ -1,6 +1,6 @@
 """SavedModel export for TensorFlow Serving.
 
-The exported `serving_default` signature takes the batch keys of DATA.md as
+The exported `serving_default` signature takes the batch keys of docs/data.md as
 named inputs (`text`, `text_mask`, `audio`, ...) with a free batch dimension
 and, for sequence features, a free time dimension, and returns every output of
 the model (always `sentiment`). A 1-D string input (raw sentences, for models

@@ -9,7 +9,7 @@ class CrossShapedAttention(keras.layers.Layer):
     """Recurrent criss-cross ("cross-shaped") attention over a 2-D map.
 
     The Cross-Interact step of CS-DSA in seed 000 (SSGDL, Sec. III-D; the seed
-    text stops before its equations, ARCHITECTURES.md completes them from
+    text stops before its equations, docs/architectures.md completes them from
     criss-cross attention, Huang et al., CCNet). The input is a map
     ``x`` `[B, H, W, C]`, channels last; in SSGDL the rows are modalities and
     the columns time steps. With 1x1 projections

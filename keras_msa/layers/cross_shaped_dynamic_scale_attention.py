@@ -64,7 +64,7 @@ class CrossShapedDynamicScaleAttention(keras.layers.Layer):
 
     Seed 000 (SSGDL), Sec. III-D and Fig. 3: Divide, Cross-Interact, Fuse,
     Select. The seed stops inside Divide; the steps below follow
-    ARCHITECTURES.md (SSGDL), which completes them from selective-kernel
+    docs/architectures.md (SSGDL), which completes them from selective-kernel
     networks (Li et al., SKNet) and criss-cross attention (CCNet).
 
     The input is the aligned modalities stacked as a map ``X`` `[B, M, T, C]`
@@ -78,7 +78,7 @@ class CrossShapedDynamicScaleAttention(keras.layers.Layer):
       steps, ``z = ReLU(BN(W_z s))`` of width ``max(C / reduction, min_width)``.
     - *Select*: ``a_k = softmax_k(W_k z)`` per channel and ``V = sum_k a_k * U_k``.
     - Fused modality ``f_t = sum_m w_m V_{m,t}`` with ``w = softmax(omega)``
-      learned weights over the rows (ARCHITECTURES.md).
+      learned weights over the rows (docs/architectures.md).
 
     With a single kernel size (the paper's "single-scale" ablation) Fuse and
     Select reduce to the identity and are not built. `map_layout="time"`

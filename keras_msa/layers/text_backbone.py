@@ -112,7 +112,7 @@ class TextBackbone(keras.layers.Layer):
 
     def tokenize(self, inputs):
         """Token dict `{token_ids, padding_mask[, segment_ids]}` from raw
-        strings or from a token dict (DATA.md keys accepted)."""
+        strings or from a token dict (docs/data.md keys accepted)."""
         if isinstance(inputs, dict):
             tokens = {}
             for key in ("token_ids", "padding_mask", "segment_ids"):

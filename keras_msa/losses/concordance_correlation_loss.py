@@ -6,7 +6,7 @@ def concordance_correlation_loss(y_true, y_pred, epsilon=1e-8):
     """``1 - CCC`` between flattened targets and predictions (float32 scalar).
 
     Lin's concordance correlation coefficient, the AVEC 2019 DDS measure that
-    seed 000 (SSGDL) trains its depression head on (ARCHITECTURES.md, SSGDL):
+    seed 000 (SSGDL) trains its depression head on (docs/architectures.md, SSGDL):
 
         CCC = 2 cov(y, p) / (var(y) + var(p) + (mean(y) - mean(p))^2)
 

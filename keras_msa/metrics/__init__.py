@@ -1,4 +1,4 @@
-"""Metrics exactly as the papers compute them (METRICS.md)."""
+"""Metrics exactly as the papers compute them (docs/metrics.md)."""
 
 from keras_msa.metrics.avec import avec_metrics
 from keras_msa.metrics.avec import ccc

@@ -1,7 +1,7 @@
 """AVEC 2019 Detecting Depression Sub-challenge metrics (PHQ-8, 0-24).
 
 The challenge ranks by Lin's concordance correlation coefficient (CCC) and
-also reports RMSE and MAE (METRICS.md, "Other tasks").
+also reports RMSE and MAE (docs/metrics.md, "Other tasks").
 """
 
 import numpy as np

@@ -88,7 +88,7 @@ def _binary_labels(labels, name):
 
 
 def iemocap_metrics(y_pred, y_true, emotion_names=None, from_logits=None):
-    """IEMOCAP: per-emotion binary accuracy and weighted F1 (METRICS.md).
+    """IEMOCAP: per-emotion binary accuracy and weighted F1 (docs/metrics.md).
 
     Each emotion is its own binary decision (present / absent), as in the
     papers that report "Happy Acc / F1, Sad Acc / F1, ...".

@@ -12,7 +12,7 @@ import numpy as np
 def as_float_array(x, name):
     """`x` as a flat floating array, keeping float32/float64 as given.
 
-    The dtype is kept on purpose: METRICS.md bins values at exact edges
+    The dtype is kept on purpose: docs/metrics.md bins values at exact edges
     (e.g. SIMS -0.7) and MMSA compares float32 predictions against those edges
     in float32; widening to float64 first would move ``float32(-0.7)`` above the
     edge and into the next bin. Integer and boolean inputs become float64.

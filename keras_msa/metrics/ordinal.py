@@ -1,4 +1,4 @@
-"""Ordinal-consistency metrics of seed 001 (METRICS.md, "Ordinal consistency").
+"""Ordinal-consistency metrics of seed 001 (docs/metrics.md, "Ordinal consistency").
 
 A regression output is read as an ordinal level and compared with the true
 level: how well the two orderings agree (quadratic weighted kappa), how often

@@ -1,4 +1,4 @@
-"""Sentiment-regression metrics of MOSI, MOSEI and CH-SIMS (METRICS.md).
+"""Sentiment-regression metrics of MOSI, MOSEI and CH-SIMS (docs/metrics.md).
 
 The definitions are the ones the MMSA framework uses, so numbers can be put
 beside the seeds' tables:
@@ -96,7 +96,7 @@ def sims_metrics(y_pred, y_true):
 
 
 def regression_metrics(y_pred, y_true, scale="mosi"):
-    """All sentiment-regression metrics of a dataset, as in MMSA (METRICS.md).
+    """All sentiment-regression metrics of a dataset, as in MMSA (docs/metrics.md).
 
     Args:
         y_pred: predictions, any shape (flattened), float32 or float64.

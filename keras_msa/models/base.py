@@ -1,6 +1,6 @@
 """The base class every keras_msa model derives from.
 
-A model takes the batch dict of DATA.md (`text`, `text_mask`, `audio`, ...)
+A model takes the batch dict of docs/data.md (`text`, `text_mask`, `audio`, ...)
 and returns a dict of named outputs, always including `"sentiment"`. Its whole
 training objective lives in `compute_loss`, so that `Model.fit` and the custom
 distributed loop of `keras_msa.training` optimise exactly the same thing.

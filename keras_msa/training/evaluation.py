@@ -45,7 +45,7 @@ def predict_dataset(model, dataset):
 
 
 def task_metrics(predictions, targets, scale="mosi"):
-    """All metrics of the task the targets imply (METRICS.md), as floats."""
+    """All metrics of the task the targets imply (docs/metrics.md), as floats."""
     from keras_msa import metrics as M
 
     task = infer_task(targets)

@@ -42,7 +42,7 @@ regression on MOSI/MOSEI and on SIMS):
 | sims | `corr` | `Corr` | x1 |
 
 "Has0" counts a neutral (0) truth as non-negative over all samples; "Non0"
-drops neutral truths first (METRICS.md). MMSA reports no 3-class accuracy
+drops neutral truths first (docs/metrics.md). MMSA reports no 3-class accuracy
 for MOSI/MOSEI, so our `acc3` there, the ordinal metrics (`qwk`,
 `jump2plus`, `mean_abs_jump`) and the metrics of the other tasks (AVEC
 `ccc`/`rmse`/`mae`, IEMOCAP `acc_<emotion>`/`f1_<emotion>`, UR-FUNNY

@@ -1,6 +1,6 @@
 """Mask helpers written with `keras.ops`.
 
-Conventions (DATA.md): a mask is boolean `[B, T]`, True marks a real step. A
+Conventions (docs/data.md): a mask is boolean `[B, T]`, True marks a real step. A
 modality that is missing for a sample has an all-False mask; every helper here
 returns finite values for such rows (zeros for pooling, a uniform-free zero
 attention row for softmax) instead of NaN.

@@ -385,7 +385,7 @@ class CrossSent(MSAModel):
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict):
             raise TypeError(
-                f"CrossSent takes a batch dict (DATA.md keys); got {type(inputs).__name__}."
+                f"CrossSent takes a batch dict (docs/data.md keys); got {type(inputs).__name__}."
             )
         hidden, text_mask, apply, depth = self._text_layers(inputs, training)
         outputs = {}

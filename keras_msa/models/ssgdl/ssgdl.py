@@ -15,7 +15,7 @@ from keras_msa.utils.masks import masked_rnn
 
 TASKS = ("sentiment", "phq8")
 
-#: PHQ-8 totals lie in 0..24; the head is trained on PHQ-8 / 25 (ARCHITECTURES.md).
+#: PHQ-8 totals lie in 0..24; the head is trained on PHQ-8 / 25 (docs/architectures.md).
 PHQ8_SCALE = 25.0
 
 
@@ -27,7 +27,7 @@ class SSGDL(MSAModel):
     Seed 000 (Scale-Selectable Global and Discrepancy Learning Network for
     multimodal sentiment analysis and depression detection), Fig. 2 and
     Sec. III-B; the details the seed leaves out (its text stops inside CS-DSA)
-    follow ARCHITECTURES.md (SSGDL). Pipeline:
+    follow docs/architectures.md (SSGDL). Pipeline:
 
     1. *Alignment*: t, a, v are projected to width d (a Conv1D with kernel 1,
        i.e. a per-step Dense); audio and vision are read onto the text
@@ -100,7 +100,7 @@ class SSGDL(MSAModel):
     """
 
     # The seed's hyper-parameter tables are cut off; these follow
-    # ARCHITECTURES.md and the official code it cites (8 heads, kernels
+    # docs/architectures.md and the official code it cites (8 heads, kernels
     # (3, 5), R = 2, r = 16, L = 32, MSE; AdamW 6e-5, batch 64, 40 epochs are
     # recipe flags). d = 128 is our choice where both are silent.
     presets = {
