@@ -64,4 +64,12 @@ def quiet_start(verbosity=0):
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR" if verbosity <= 0 else ("WARNING" if verbosity == 1 else "INFO"))
+    # Importing TensorFlow sets absl's verbosity to INFO, and TensorFlow's
+    # SavedModel code logs through absl directly (signature renames, saver
+    # timings): put the level the user asked for back.
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(
+        absl_logging.ERROR if verbosity <= 0 else (absl_logging.WARNING if verbosity == 1 else absl_logging.INFO)
+    )
 

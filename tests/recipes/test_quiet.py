@@ -11,7 +11,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NOISE = re.compile(r"cuInit|cudart_stub|shuffle=True|absl::InitializeLog|^W0000|^E0000|^I0000|WARNING",
+NOISE = re.compile(r"cuInit|cudart_stub|shuffle=True|absl::InitializeLog|^[IWE]\d{4} |WARNING",
                    re.MULTILINE)
 TF_LOG = re.compile(r"^[IWE]0000 |cudart_stub|oneDNN|absl::InitializeLog|cpu_feature_guard", re.MULTILINE)
 SIZES = {"train": 32, "valid": 16, "test": 16}
@@ -43,6 +43,24 @@ def test_train_recipe_is_quiet_by_default_and_verbosity_brings_logs_back(tmp_pat
     # The same check sees TensorFlow's own lines once they are asked for.
     loud = _train(tmp_path, "--verbosity=2")
     assert TF_LOG.search(loud), loud
+
+
+@pytest.mark.slow
+def test_export_recipe_is_quiet_by_default(tmp_path):
+    # TensorFlow's SavedModel writer logs INFO lines through absl (signature
+    # renames, saver timings) once TensorFlow has raised absl's verbosity.
+    _train(tmp_path)
+    env = dict(os.environ)
+    for key in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES", "TF_CONFIG", "PYTHONWARNINGS"):
+        env.pop(key, None)
+    cmd = [sys.executable, os.path.join(ROOT, "recipes", "export.py"),
+           f"--model_path={tmp_path / 'run' / 'model.keras'}", f"--export_dir={tmp_path / 'export' / '1'}"]
+    out = subprocess.run(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert not NOISE.search(out.stdout), out.stdout
+    assert not TF_LOG.search(out.stdout), out.stdout
+    assert "Exported" in out.stdout, out.stdout
 
 
 def test_quiet_start_hides_cuda_only_without_a_driver(monkeypatch):
