@@ -193,14 +193,7 @@ def read_feature_file(path, max_array_bytes=MAX_ARRAY_BYTES):
             raise DataFormatError(f"expected a real numeric (T, D) array; got {x.dtype} {x.shape}", path=path)
         _check_float32(x.astype(np.float64), path)
         return x.astype(np.float32), 0
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            head = f.readline()
-            f.seek(0)
-            delimiter = ";" if head.count(";") > head.count(",") else ","
-            rows = list(csv.reader(f, delimiter=delimiter))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataFormatError(f"cannot parse the feature file: {e}", path=path) from None
+    rows = _read_delimited(path, ";", "cannot parse the feature file")
     if not rows:
         raise DataFormatError("empty feature file (no header)", path=path)
     header = [h.strip() for h in rows[0]]
@@ -224,6 +217,20 @@ def read_feature_file(path, max_array_bytes=MAX_ARRAY_BYTES):
     return x.astype(np.float32), bad
 
 
+def _read_delimited(path, alternative, failure):
+    """Rows of the CSV at `path`, split on `alternative` when its header holds
+    more of it than commas (AVEC files come both ways); `failure` starts the
+    error message when the file cannot be read or parsed."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            head = f.readline()
+            f.seek(0)
+            delimiter = alternative if head.count(alternative) > head.count(",") else ","
+            return list(csv.reader(f, delimiter=delimiter))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataFormatError(f"{failure}: {e}", path=path) from None
+
+
 def _pool(x, pool, max_len):
     if pool and pool > 1 and x.shape[0]:
         n = -(-x.shape[0] // pool)
@@ -239,14 +246,7 @@ def _pool(x, pool, max_len):
 
 def read_transcript(path):
     """The participant's words from `<pid>_Transcript.csv` (a `Text` or `value` column), joined."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            head = f.readline()
-            f.seek(0)
-            delimiter = "\t" if head.count("\t") > head.count(",") else ","
-            rows = list(csv.reader(f, delimiter=delimiter))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataFormatError(f"cannot read the transcript: {e}", path=path) from None
+    rows = _read_delimited(path, "\t", "cannot read the transcript")
     if not rows:
         return ""
     header = [_norm(h) for h in rows[0]]
