@@ -3,6 +3,10 @@
     python recipes/benchmark.py --model=lfdnn
     python recipes/benchmark.py --model=eflstm --preset=mosi --xla=off --json_out=eflstm.json
     python recipes/benchmark.py --model=lfdnn --model_config='{"fusion_dim": 256}'
+    python recipes/benchmark.py --model=mulg --lens=50,375,500 --train_batch_size=32
+
+For the side-by-side figure against the PyTorch reference framework see
+`benchmarks/peer_benchmark.py`.
 
 The model is built at MOSI shapes (text 50x768, audio 50x5, vision 50x20 by
 default) on synthetic data and timed with and without XLA (`jit_compile`):
@@ -30,12 +34,17 @@ flags.DEFINE_integer("steps", 20, "Timed training steps per mode.")
 flags.DEFINE_integer("warmup", 3, "Untimed warm-up steps/calls per mode (tracing, XLA compilation).")
 flags.DEFINE_integer("repeats", 50, "Timed inference calls per measurement.")
 flags.DEFINE_integer("batch_size", 64, "Training and throughput batch size.")
-flags.DEFINE_integer("seq_len", 50, "Time steps of every modality.")
+flags.DEFINE_integer("seq_len", 50, "Time steps of every modality (see --lens for one length each).")
+flags.DEFINE_string("lens", None, "Per-modality lengths 'text,audio,vision', e.g. 50,375,500 (MOSI "
+                    "unaligned); replaces --seq_len and times on noise features with every step real.")
+flags.DEFINE_integer("train_batch_size", None, "Training batch when it differs from --batch_size "
+                     "(the peer benchmark trains at 32 and measures throughput at 64).")
 flags.DEFINE_integer("text_dim", 768, "Text feature size (MOSI BERT: 768).")
 flags.DEFINE_integer("audio_dim", 5, "Audio feature size (MOSI COVAREP subset: 5).")
 flags.DEFINE_integer("vision_dim", 20, "Vision feature size (MOSI Facet: 20).")
 flags.DEFINE_bool("aligned", True, "One shared time axis (aligned) or per-modality timelines.")
 flags.DEFINE_enum("xla", "both", ["both", "on", "off"], "Which jit_compile modes to time.")
+flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate in the timed training steps.")
 flags.DEFINE_integer("seed", 0, "Seed of the weights and the synthetic data.")
 flags.DEFINE_string("json_out", None, "Also write the results to this JSON file.")
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
@@ -59,6 +68,14 @@ def main(argv):
     if not isinstance(model_config, dict):
         raise app.UsageError(f"--model_config must be a JSON object; got {FLAGS.model_config}")
 
+    if FLAGS.lens:
+        from keras_msa.training.benchmark import parse_lens
+
+        try:
+            parse_lens(FLAGS.lens)
+        except ValueError as e:
+            raise app.UsageError(f"--lens: {e}")
+
     from keras_msa.training.precision import precision_policy
 
     with precision_policy(FLAGS.mixed_precision):
@@ -75,6 +92,8 @@ def main(argv):
 
 
 def _run(run_benchmark, model_config):
+    from keras_msa.training.benchmark import parse_lens
+
     return run_benchmark(
         FLAGS.model,
         preset=FLAGS.preset,
@@ -90,6 +109,9 @@ def _run(run_benchmark, model_config):
         vision_dim=FLAGS.vision_dim,
         aligned=FLAGS.aligned,
         seed=FLAGS.seed,
+        lens=parse_lens(FLAGS.lens) if FLAGS.lens else None,
+        train_batch_size=FLAGS.train_batch_size,
+        learning_rate=FLAGS.learning_rate,
     )
 
 

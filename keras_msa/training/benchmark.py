@@ -58,10 +58,41 @@ def build_model(model, preset=None, model_config=None):
     return cls(**overrides)
 
 
+def parse_lens(text):
+    """`"50,375,500"` -> `(50, 375, 500)`: text, audio and vision steps."""
+    try:
+        lens = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        lens = ()
+    if len(lens) != 3 or min(lens) < 1:
+        raise ValueError(
+            f"lens must be three positive integers 'text,audio,vision' (e.g. 50,375,500); got {text!r}."
+        )
+    return lens
+
+
 def make_batches(batch_size=64, seq_len=50, text_dim=768, audio_dim=5, vision_dim=20,
-                 aligned=True, seed=0):
+                 aligned=True, seed=0, lens=None):
     """`(x, y, x1)`: one training batch of `batch_size` synthetic samples, its
-    targets, and the first sample alone (batch 1), as numpy dicts."""
+    targets, and the first sample alone (batch 1), as numpy dicts.
+
+    With `lens=(text, audio, vision)` every modality gets its own length
+    (MOSI unaligned: 50, 375, 500) and the features are standard-normal noise
+    with every step real: speed does not depend on the values, and the
+    synthetic benchmark's emphasis windows need more steps than a
+    time-averaged modality (length 1) has.
+    """
+    if lens is not None:
+        lens = parse_lens(",".join(str(v) for v in lens))
+        rng = np.random.default_rng(seed)
+        x = {}
+        for name, length, dim in zip(("text", "audio", "vision"), lens,
+                                     (text_dim, audio_dim, vision_dim)):
+            x[name] = rng.standard_normal((batch_size, length, dim)).astype("float32")
+            x[f"{name}_mask"] = np.ones((batch_size, length), bool)
+        y = {"sentiment": rng.uniform(-3, 3, (batch_size, 1)).astype("float32")}
+        return x, y, {k: v[:1] for k, v in x.items()}
+
     from keras_msa.data.synthetic import make_synthetic_benchmark
 
     if seq_len < 3:
@@ -106,7 +137,9 @@ def benchmark_mode(model, preset, model_config, batches, jit_compile, steps=20, 
     import keras
     import tensorflow as tf
 
-    x, y, x1 = batches
+    # (x, y, x1) or, with a training batch of another size, (x, y, x1, x_infer).
+    x, y, x1 = batches[:3]
+    x_infer = batches[3] if len(batches) > 3 else x
     gpu = _gpu_name()
     if gpu is not None:
         tf.config.experimental.reset_memory_stats("GPU:0")
@@ -125,10 +158,11 @@ def benchmark_mode(model, preset, model_config, batches, jit_compile, steps=20, 
         net.train_on_batch(x, y)
     step_times = _time_calls(lambda: net.train_on_batch(x, y), steps)
     batch_size = len(y["sentiment"])
+    infer_batch = len(next(iter(x_infer.values())))
 
     infer = tf.function(lambda inputs: net(inputs, training=False)["sentiment"],
                         jit_compile=jit_compile)
-    x_tf = {k: tf.constant(v) for k, v in x.items()}
+    x_tf = {k: tf.constant(v) for k, v in x_infer.items()}
     x1_tf = {k: tf.constant(v) for k, v in x1.items()}
     for _ in range(warmup):
         infer(x1_tf).numpy()
@@ -146,7 +180,7 @@ def benchmark_mode(model, preset, model_config, batches, jit_compile, steps=20, 
         "train_samples_per_s": float(batch_size * steps / step_times.sum()),
         "latency_b1_ms_median": float(np.median(latency) * 1e3),
         "latency_b1_ms_p90": float(np.percentile(latency, 90) * 1e3),
-        "throughput_samples_per_s": float(batch_size * repeats / batch_times.sum()),
+        "throughput_samples_per_s": float(infer_batch * repeats / batch_times.sum()),
         "peak_rss_mb": float(rss_after),
         "rss_growth_mb": float(rss_after - rss_before),
         "peak_gpu_mb": None,
@@ -158,8 +192,13 @@ def benchmark_mode(model, preset, model_config, batches, jit_compile, steps=20, 
 
 def run_benchmark(model, preset=None, model_config=None, batch_size=64, seq_len=50,
                   xla="both", steps=20, warmup=3, repeats=50, text_dim=768, audio_dim=5,
-                  vision_dim=20, aligned=True, seed=0):
+                  vision_dim=20, aligned=True, seed=0, lens=None, train_batch_size=None,
+                  learning_rate=1e-3):
     """Benchmarks `model` in the XLA modes `xla` (`"off"`, `"on"` or `"both"`).
+
+    `lens=(text, audio, vision)` gives each modality its own length (see
+    `make_batches`); `train_batch_size` times training on a batch of that
+    size while inference throughput uses `batch_size` (default: the same).
 
     Returns a JSON-ready dict: the setup (model, shapes, device, versions)
     and `modes`, `{"xla_off": {...}, "xla_on": {...}}` with the fields of
@@ -181,15 +220,23 @@ def run_benchmark(model, preset=None, model_config=None, batch_size=64, seq_len=
         if int(value) < 1:
             raise ValueError(f"{name} must be at least 1; got {value}.")
     modes = {"off": [False], "on": [True], "both": [False, True]}[xla]
-    batches = make_batches(batch_size, seq_len, text_dim, audio_dim, vision_dim, aligned, seed)
+    batches = make_batches(batch_size, seq_len, text_dim, audio_dim, vision_dim, aligned, seed,
+                           lens=lens)
+    if train_batch_size and int(train_batch_size) != int(batch_size):
+        x_train, y_train, _ = make_batches(int(train_batch_size), seq_len, text_dim, audio_dim,
+                                           vision_dim, aligned, seed, lens=lens)
+        batches = (x_train, y_train, batches[2], batches[0])
+    lens = tuple(int(v) for v in lens) if lens is not None else (seq_len, seq_len, seq_len)
     result = {
         "model": model,
         "preset": preset,
         "model_config": dict(model_config or {}),
         "batch_size": int(batch_size),
+        "train_batch_size": int(train_batch_size or batch_size),
         "seq_len": int(seq_len),
+        "lens": list(lens),
         "shapes": {
-            "text": [seq_len, text_dim], "audio": [seq_len, audio_dim], "vision": [seq_len, vision_dim],
+            "text": [lens[0], text_dim], "audio": [lens[1], audio_dim], "vision": [lens[2], vision_dim],
         },
         "steps": int(steps),
         "warmup": int(warmup),
@@ -206,7 +253,7 @@ def run_benchmark(model, preset=None, model_config=None, batch_size=64, seq_len=
         key = "xla_on" if jit else "xla_off"
         result["modes"][key] = benchmark_mode(
             model, preset, model_config, batches, jit, steps=steps, warmup=warmup,
-            repeats=repeats, seed=seed,
+            repeats=repeats, seed=seed, learning_rate=learning_rate,
         )
     first = next(iter(result["modes"].values()))
     result["params"] = first["params"]
@@ -233,7 +280,8 @@ def format_table(result):
         f"model {result['model']}"
         + (f" (preset {result['preset']})" if result["preset"] else "")
         + (f" config {json.dumps(result['model_config'])}" if result["model_config"] else ""),
-        f"device {result['device']}; batch {result['batch_size']}; {shapes}",
+        f"device {result['device']}; train batch {result.get('train_batch_size', result['batch_size'])}, "
+        f"inference batch {result['batch_size']}; {shapes}",
         f"parameters {result['params']:,} (trainable {result['trainable_params']:,})",
         "",
     ]
