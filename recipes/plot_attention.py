@@ -44,8 +44,11 @@ class NoAttentionError(ValueError):
     """The model computes no attention weights (nothing to plot)."""
 
 
-def sample_attention(model, batch, sample=0, maps=("all",)):
+def sample_attention(model, batch, sample=0, maps=("all",), computed=None):
     """The panels to draw for sample `sample` of `batch`.
+
+    `computed`: `model.attention_maps(batch)` when the caller already has it
+    (drawing several samples of one batch runs the model once).
 
     Returns `{panel name: panel}`; a panel is a dict with `kind` (`"heatmap"`
     or `"bars"`), `values` (2-D rows x columns for a heat map, already cropped
@@ -65,7 +68,8 @@ def sample_attention(model, batch, sample=0, maps=("all",)):
     size = int(np.asarray(next(v for k, v in batch.items() if not k.endswith("_mask"))).shape[0])
     if not 0 <= sample < size:
         raise ValueError(f"--sample={sample} is outside the batch of {size} samples.")
-    computed = model.attention_maps(batch)
+    if computed is None:
+        computed = model.attention_maps(batch)
     if not computed:
         raise NoAttentionError(
             f"{type(model).__name__} computes no attention weights (a model without attention, "
