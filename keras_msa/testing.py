@@ -144,3 +144,42 @@ def assert_beats_text_only_floor(mae, bench, margin):
         f"test MAE {mae:.3f} is not {margin} below the text-only floor {floor:.3f} "
         f"(text_only_bayes_mae): the model does not use audio and vision"
     )
+
+
+#: Tiny configurations of every model with attention maps
+#: (`MSAModel.attention_maps`), for the attention tests and the plotting
+#: recipe's tests: registry name -> constructor arguments.
+ATTENTION_MODEL_CONFIGS = {
+    "mulg": {"hidden_dim": 8, "num_layers": 1},
+    "ssgdl": {"hidden_dim": 8, "num_heads": 2, "kernel_sizes": (1, 3), "min_width": 4},
+    "crosssent": {
+        "hidden_dim": 8, "num_layers": 2, "num_attention_heads": 2, "injection_index": 0,
+        "gmra_heads": 2, "adapter_dim": 4,
+    },
+    "tecafn": {"hidden_dim": 10, "unimodal_hidden": 8, "num_layers": 2, "num_heads": 2, "seed": 0},
+    "m3sa": {"hidden_dim": 10, "num_heads": 2, "num_scales": 3, "key_modality": "text"},
+}
+
+
+def padded_attention_batch(fill=None):
+    """Three unaligned samples (text 12, audio 16, vision 10 steps) with
+    padding to mask: sample 1 keeps text steps 0-6, audio steps 2-10 (a
+    holed mask) and vision 0-6; sample 2 has no vision at all. With `fill`
+    (a value such as `np.inf`, or a dict modality -> value), padded feature
+    steps hold that value, which no output or weight may see."""
+    bench = tiny_synthetic(train=8, valid=8, test=8, aligned=False, audio_len=16, vision_len=10, missing_rate=0)
+    batch = small_batch(bench["train"], 3)
+    masks = {m: np.ones_like(batch[f"{m}_mask"]) for m in ("text", "audio", "vision")}
+    masks["text"][1, 7:] = False
+    masks["audio"][1, :] = False
+    masks["audio"][1, 2:11] = True
+    masks["vision"][1, 7:] = False
+    masks["vision"][2, :] = False
+    for m, mask in masks.items():
+        batch[f"{m}_mask"] = mask
+        value = fill.get(m) if isinstance(fill, dict) else fill
+        if value is not None:
+            x = batch[m].copy()
+            x[~mask] = value
+            batch[m] = x
+    return batch

@@ -44,3 +44,22 @@ def load_recipe():
     for name in added:
         if name in flags.FLAGS:
             delattr(flags.FLAGS, name)
+
+
+@pytest.fixture(scope="session")
+def attention_models():
+    """One tiny built model per `keras_msa.testing.ATTENTION_MODEL_CONFIGS`
+    entry (shared by the attention-map and plotting tests; build them once)."""
+    import keras
+
+    from keras_msa.models.base import get_model_class
+    from keras_msa.testing import ATTENTION_MODEL_CONFIGS
+    from keras_msa.testing import padded_attention_batch
+
+    batch = padded_attention_batch()
+    models = {}
+    for name, config in ATTENTION_MODEL_CONFIGS.items():
+        keras.utils.set_random_seed(0)
+        models[name] = get_model_class(name)(**config)
+        models[name](batch)
+    return models

@@ -54,9 +54,13 @@ class CrossModalEncoder(keras.layers.Layer):
         query_mask: optional boolean `[B, Tq]`.
         context_mask: optional boolean `[B, Tk]`.
         training: enables dropout.
+        return_attention: also return the attention weights of every layer,
+            `[B, L, h, Tq, Tk]` float32 (before attention dropout): each
+            query row sums to 1 over the real context steps and is exactly 0
+            at padded ones (all 0 when the context is all padding).
 
     Returns:
-        `[B, Tq, Dq]`.
+        `[B, Tq, Dq]`, or `([B, Tq, Dq], weights)` with `return_attention`.
 
     Example:
 
@@ -151,11 +155,11 @@ class CrossModalEncoder(keras.layers.Layer):
         if mask is not None:
             mask = mask[:, None, :, :]
         weights = masked_softmax(scores, mask, axis=-1)
-        weights = self.attention_dropout_layer(weights, training=training)
-        attended = ops.einsum("bhqt,bthk->bqhk", ops.cast(weights, v.dtype), v)
-        return self.o_proj[i](attended)
+        dropped = self.attention_dropout_layer(weights, training=training)
+        attended = ops.einsum("bhqt,bthk->bqhk", ops.cast(dropped, v.dtype), v)
+        return self.o_proj[i](attended), weights
 
-    def call(self, query, context=None, query_mask=None, context_mask=None, training=False):
+    def call(self, query, context=None, query_mask=None, context_mask=None, training=False, return_attention=False):
         if (context is None) != self._self_attention:
             raise ValueError(
                 "CrossModalEncoder was built for "
@@ -184,6 +188,7 @@ class CrossModalEncoder(keras.layers.Layer):
             mask = attention_mask(query_mask_for_attn, context_mask)
 
         h = query
+        attention = []
         for i in range(self.num_layers):
             x = self.query_norms[i](h)
             if self._self_attention:
@@ -192,11 +197,15 @@ class CrossModalEncoder(keras.layers.Layer):
                 c = self.context_norms[i](context)
             else:
                 c = context
-            h_hat = self.dropout_layer(self._attend(i, x, c, mask, training), training=training) + x
+            attended, weights = self._attend(i, x, c, mask, training)
+            attention.append(weights)
+            h_hat = self.dropout_layer(attended, training=training) + x
             y = self.ffn_norms[i](h_hat)
             h = self.dropout_layer(self.ffn_out[i](self.ffn_in[i](y)), training=training) + y
         if query_mask is not None:
             h = zero_masked(h, query_mask)
+        if return_attention:
+            return h, ops.stack(attention, axis=1)
         return h
 
     def compute_output_shape(self, query_shape, *args, **kwargs):

@@ -222,7 +222,24 @@ class CrossShapedDynamicScaleAttention(keras.layers.Layer):
         """The Select weights a_k `[B, K, C]` (float32), or None with one branch."""
         return self._forward(x, mask, training)[1]
 
-    def _forward(self, x, mask, training):
+    def attention_maps(self, x, mask=None):
+        """The criss-cross weights of every branch, inference mode.
+
+        Returns `{"k<kernel size>": [B, R, T, R, T]}` (float32), R the map's
+        rows (the modalities, or 1 with `map_layout="time"`): entry
+        (b, i, j, i', j') is how much position (i, j) attends to (i', j') in
+        the branch's first criss-cross loop (`CrossShapedAttention.
+        attention_map`); it is zero off the cross of (i, j) and at padded
+        columns j', and each query row sums to 1 over its real cross.
+        """
+        mask, branch_inputs = self._divide(ops.convert_to_tensor(x, self.compute_dtype), mask, False)
+        return {
+            f"k{k}": cca.attention_map(u, mask=mask)
+            for k, cca, u in zip(self.kernel_sizes, self.attentions, branch_inputs)
+        }
+
+    def _divide(self, x, mask, training):
+        """The boolean mask and the Divide outputs ``ReLU(BN(Conv(X)))`` of every branch, before CCA."""
         if self.map_layout == "time":
             # [B, M, T, C] -> [B, 1, T, M * C]: one row, modalities as channels.
             b, m, t, c = ops.shape(x)[0], x.shape[1], ops.shape(x)[2], x.shape[3]
@@ -232,15 +249,21 @@ class CrossShapedDynamicScaleAttention(keras.layers.Layer):
             map_mask = mask[:, None, :]  # [B, 1, T]: real columns of every row
             # where, not a product: inf under the mask would give 0 * inf = NaN.
             x = zero_masked(x, map_mask)
-            sample_valid = ops.any(mask, axis=1)
         else:
-            map_mask, sample_valid = None, None
-        branches = []
-        for conv, norm, cca in zip(self.convs, self.norms, self.attentions):
+            map_mask = None
+        divided = []
+        for conv, norm in zip(self.convs, self.norms):
             u = ops.relu(masked_batch_norm(norm, conv(x), map_mask, training))
             if mask is not None:
                 u = zero_masked(u, map_mask)
-            branches.append(cca(u, mask=mask))
+            divided.append(u)
+        return mask, divided
+
+    def _forward(self, x, mask, training):
+        mask, divided = self._divide(x, mask, training)
+        map_mask = None if mask is None else mask[:, None, :]
+        sample_valid = None if mask is None else ops.any(mask, axis=1)
+        branches = [cca(u, mask=mask) for cca, u in zip(self.attentions, divided)]
         weights = None
         if len(branches) == 1:
             v = branches[0]

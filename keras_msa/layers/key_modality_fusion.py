@@ -48,9 +48,15 @@ class KeyModalityFusion(keras.layers.Layer):
         features: dict modality -> float `[B, T_m, d]`.
         masks: dict modality -> boolean `[B, T_m]` (missing = all real).
         training: enables attention dropout.
+        return_attention: also return the attention weights
+            `{"<query>_from_<key/value>": [B, h, T_query, T_kv]}` (float32,
+            Keras' `return_attention_scores`, i.e. after the softmax): each
+            query row sums to 1 over the real steps of the attended modality
+            and is exactly 0 at its padded steps (all 0 when it has none).
 
     Returns:
-        `[B, len(modalities) * d]` fused vector.
+        `[B, len(modalities) * d]` fused vector, or `(fused, weights)` with
+        `return_attention`.
 
     Example:
 
@@ -74,7 +80,7 @@ class KeyModalityFusion(keras.layers.Layer):
         self.key_dim = None if key_dim is None else int(key_dim)
         self.dropout = float(dropout)
 
-    def _pairs(self):
+    def pairs(self):
         """(query, key/value) modality pairs, in the order of Eq. 23."""
         if self.key is None:
             return [(m, m) for m in self.modalities]
@@ -96,7 +102,7 @@ class KeyModalityFusion(keras.layers.Layer):
         self.dim = d
         key_dim = self.key_dim or max(1, d // self.num_heads)
         self.attention = {}
-        for q, kv in self._pairs():
+        for q, kv in self.pairs():
             name = f"{q}_self_attention" if q == kv else f"{q}_to_{kv}_attention"
             mha = keras.layers.MultiHeadAttention(
                 self.num_heads, key_dim, dropout=self.dropout, dtype=self.dtype_policy, name=name
@@ -104,7 +110,7 @@ class KeyModalityFusion(keras.layers.Layer):
             mha.build((None, None, d), (None, None, d))
             self.attention[name] = mha
 
-    def call(self, features, masks=None, training=False):
+    def call(self, features, masks=None, training=False, return_attention=False):
         masks = dict(masks or {})
         feats, ms = {}, {}
         for m in self.modalities:
@@ -122,18 +128,25 @@ class KeyModalityFusion(keras.layers.Layer):
             # 0 * inf is NaN.
             feats[m] = zero_masked(x, mask)
             ms[m] = mask
-        pooled = []
-        for q, kv in self._pairs():
+        pooled, weights = [], {}
+        for q, kv in self.pairs():
             name = f"{q}_self_attention" if q == kv else f"{q}_to_{kv}_attention"
             out = self.attention[name](
                 feats[q],
                 feats[kv],
                 feats[kv],
                 attention_mask=attention_mask(ms[q], ms[kv]),
+                return_attention_scores=return_attention,
                 training=training,
             )
+            if return_attention:
+                out, scores = out
+                weights[f"{q}_from_{kv}"] = ops.cast(scores, "float32")
             pooled.append(masked_mean(out, ms[q], axis=1))
-        return ops.concatenate(pooled, axis=-1)
+        fused = ops.concatenate(pooled, axis=-1)
+        if return_attention:
+            return fused, weights
+        return fused
 
     def compute_output_shape(self, input_shape):
         first = input_shape[self.modalities[0]]

@@ -198,6 +198,45 @@ class MSAModel(keras.Model):
         """Extra callbacks the model's recipe needs (e.g. key-modality choice)."""
         return []
 
+    # -- Attention maps (issue 18). -----------------------------------------
+    def attention_maps(self, inputs):
+        """The attention (and gate) weights the model computes on `inputs`,
+        in inference mode, for analysis and plots (`recipes/plot_attention.py`).
+
+        Returns `{name: float32 tensor [B, ...]}`; the non-batch axes of each
+        map are named by `attention_axes()[name]`. Computing the maps runs the
+        model's own layers and changes none of its outputs. Models without
+        attention (LF-DNN, EF-LSTM) and ablations that remove it return `{}`.
+        """
+        return {}
+
+    def attention_axes(self):
+        """`{name: (axis, ...)}`: the names of the non-batch axes of each map
+        of `attention_maps`, one string per axis:
+
+        - `"time:<m>"`: the time steps of modality `<m>`, padded where
+          `<m>_mask` is False (`attention_masks`);
+        - `"time:<m1>+<m2>"`: the steps of `<m1>` followed by those of `<m2>`
+          on one axis (one softmax over both);
+        - `"modality:<m1>,<m2>,..."`: one entry per named modality;
+        - `"head"`, `"layer"`: attention heads, stacked layers;
+        - `"scale"`: the channels of a squeeze-and-excitation gate.
+
+        The last `time:` axis of an attention map is its key (attended) axis:
+        weights there sum to 1 over real steps and are exactly 0 at padded
+        ones. The same names and axes are returned for every batch.
+        """
+        return {}
+
+    def attention_masks(self, inputs):
+        """`{modality: boolean [B, T]}`: the masks of the `time:` axes of the
+        maps (the batch's `<m>_mask`, all True where a batch has none)."""
+        masks = {}
+        for m in MODALITIES:
+            if m in inputs:
+                masks[m] = get_modality(inputs, m)[1]
+        return masks
+
     def get_config(self):
         config = super().get_config()
         config.update({"task_loss": self.task_loss})

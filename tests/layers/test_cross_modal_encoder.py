@@ -205,3 +205,21 @@ def test_inf_and_nan_under_the_masks_change_nothing_and_keep_gradients_finite(da
     assert np.isfinite(np.asarray(out)).all()
     for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
         assert g is not None and np.isfinite(np.asarray(g)).all(), w.path
+
+
+def test_return_attention_keeps_the_output_and_gives_masked_rows():
+    rng = np.random.default_rng(3)
+    text = rng.normal(size=(2, 5, 8)).astype("float32")
+    audio = rng.normal(size=(2, 7, 6)).astype("float32")
+    mask = np.ones((2, 7), bool)
+    mask[0, 4:] = False
+    mask[1, :] = False  # no audio at all: rows of zeros
+    audio[~mask] = np.inf
+    enc = CrossModalEncoder(num_layers=2, num_heads=2)
+    plain = np.asarray(enc(text, audio, context_mask=mask))
+    out, weights = enc(text, audio, context_mask=mask, return_attention=True)
+    np.testing.assert_array_equal(np.asarray(out), plain)
+    weights = np.asarray(weights)
+    assert weights.shape == (2, 2, 2, 5, 7) and np.isfinite(weights).all()
+    assert (weights[0][..., 4:] == 0).all() and (weights[1] == 0).all()
+    np.testing.assert_allclose(weights[0].sum(-1), 1.0, atol=1e-6)

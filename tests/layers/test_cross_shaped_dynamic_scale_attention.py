@@ -280,3 +280,29 @@ def test_bn_momentum_reaches_every_norm_and_the_config():
     assert build().get_config()["bn_momentum"] == 0.9
     with pytest.raises(ValueError, match="bn_momentum"):
         CrossShapedDynamicScaleAttention(bn_momentum=1.0)
+
+
+def test_attention_maps_are_the_branch_criss_cross_weights():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 3, 6, 8)).astype("float32")
+    mask = np.ones((2, 6), bool)
+    mask[1, 4:] = False
+    x[1, :, 4:] = -np.inf
+    layer = CrossShapedDynamicScaleAttention(kernel_sizes=(1, 3), min_width=4)
+    layer(x, mask=mask)
+    maps = layer.attention_maps(x, mask=mask)
+    assert sorted(maps) == ["k1", "k3"]
+    for k, cca in zip((1, 3), layer.attentions):
+        value = np.asarray(maps[f"k{k}"])
+        assert value.shape == (2, 3, 6, 3, 6) and np.isfinite(value).all()
+        assert (value[1, :, :, :, 4:] == 0).all()
+        np.testing.assert_allclose(value[1, :, :4].sum((-2, -1)), 1.0, atol=1e-6)
+        # The k = 1 branch's Divide is a 1x1 convolution, BN and ReLU: rebuild it.
+        if k == 1:
+            clean = np.where(mask[:, None, :, None], x, 0.0)
+            conv = clean @ np.asarray(layer.convs[0].kernel)[0, 0]
+            bn = layer.norms[0]
+            u = (conv - np.asarray(bn.moving_mean)) / np.sqrt(np.asarray(bn.moving_variance) + bn.epsilon)
+            u = np.maximum(u * np.asarray(bn.gamma) + np.asarray(bn.beta), 0.0)
+            u = np.where(mask[:, None, :, None], u, 0.0).astype("float32")
+            np.testing.assert_allclose(value, np.asarray(cca.attention_map(u, mask=mask)), atol=1e-5)

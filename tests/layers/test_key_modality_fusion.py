@@ -143,3 +143,21 @@ def test_inf_and_nan_under_the_masks_change_nothing_and_keep_gradients_finite(ke
     assert np.isfinite(np.asarray(got)).all()
     for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
         assert g is not None and np.isfinite(np.asarray(g)).all(), w.path
+
+
+def test_return_attention_keeps_the_output_and_names_every_pair():
+    rng = np.random.default_rng(4)
+    feats = {m: rng.normal(size=(2, t, 10)).astype("float32") for m, t in (("text", 4), ("audio", 6), ("vision", 3))}
+    masks = {m: np.ones(f.shape[:2], bool) for m, f in feats.items()}
+    masks["audio"][0, 3:] = False
+    feats["audio"][0, 3:] = np.nan
+    fusion = KeyModalityFusion(key="text", num_heads=2)
+    plain = np.asarray(fusion(feats, masks=masks))
+    fused, weights = fusion(feats, masks=masks, return_attention=True)
+    np.testing.assert_allclose(np.asarray(fused), plain, atol=1e-6)
+    assert {k: tuple(v.shape) for k, v in weights.items()} == {
+        "text_from_audio": (2, 2, 4, 6), "text_from_vision": (2, 2, 4, 3), "text_from_text": (2, 2, 4, 4),
+    }
+    audio = np.asarray(weights["text_from_audio"])
+    assert (audio[0][..., 3:] == 0).all()
+    np.testing.assert_allclose(audio.sum(-1), 1.0, atol=1e-6)

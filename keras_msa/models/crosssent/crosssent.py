@@ -383,12 +383,39 @@ class CrossSent(MSAModel):
         return hidden, mask, apply, len(self.encoder_layers)
 
     def call(self, inputs, training=False):
+        return self._forward(inputs, training)[0]
+
+    def attention_maps(self, inputs):
+        """GMRA's attention `{"text_from_audio+vision": [B, h, L, T_a + T_v]}`
+        (float32, before attention dropout): text token l (query) over the
+        audio steps followed by the vision steps, one softmax over both
+        (Eqs. 3-4), so a row sums to 1 over the real audio and vision steps
+        together. `{}` without GMRA."""
+        if self.gmra is None:
+            return {}
+        details = self._forward(inputs, training=False)[1]
+        return {"text_from_audio+vision": details["attention"]}
+
+    def attention_axes(self):
+        if self.gmra is None:
+            return {}
+        return {"text_from_audio+vision": ("head", "time:text", "time:audio+vision")}
+
+    def attention_masks(self, inputs):
+        masks = super().attention_masks(inputs)
+        if self.text_backbone is not None:
+            # The text axis is the tokenizer's, not the batch's.
+            _, masks["text"], _, _ = self._text_layers(inputs, training=False)
+        return masks
+
+    def _forward(self, inputs, training):
+        """The outputs and GMRA's `{"gate", "attention"}` (None without GMRA)."""
         if not isinstance(inputs, dict):
             raise TypeError(
                 f"CrossSent takes a batch dict (docs/data.md keys); got {type(inputs).__name__}."
             )
         hidden, text_mask, apply, depth = self._text_layers(inputs, training)
-        outputs = {}
+        outputs, details = {}, None
         if self.gmra is not None:
             audio, audio_mask = get_modality(inputs, "audio")
             vision, vision_mask = get_modality(inputs, "vision")
@@ -417,7 +444,7 @@ class CrossSent(MSAModel):
         else:
             pooled = masked_mean(hidden, text_mask, axis=1)
         outputs["sentiment"] = self.head(self.head_dropout(pooled, training=training))
-        return outputs
+        return outputs, details
 
     def auxiliary_losses(self, x, y, y_pred, training=True):
         ramp = cosine_ramp_up(self.epoch, self.ramp_epochs)

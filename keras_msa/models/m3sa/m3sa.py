@@ -317,11 +317,8 @@ class M3SA(MSAModel):
             h = masked_rnn(self.early_lstm, joint, joint_mask, training=training)
             pooled = masked_mean(h, joint_mask, axis=1)
             return self.fused_heads["early"](self.feature_dropout(pooled, training=training), training=training)
-        keys = [self.active_key] if self.active_key is not None else list(self.fusions)
-        if self.fusion == "equal":
-            keys = ["equal"]
         preds = []
-        for k in keys:
+        for k in self._active_fusions():
             fused = self.fusions[k](feats, masks=masks, training=training)
             preds.append(
                 self.fused_heads[k](self.feature_dropout(fused, training=training), training=training)
@@ -329,6 +326,50 @@ class M3SA(MSAModel):
         # During the "auto" warm-up every key branch trains as a member of
         # an average, so whichever is chosen has been trained.
         return preds[0] if len(preds) == 1 else ops.mean(ops.stack(preds, axis=0), axis=0)
+
+    def _active_fusions(self):
+        """Keys of `self.fusions` that `_fuse` runs (key or equal fusion)."""
+        if self.fusion == "equal":
+            return ["equal"]
+        return [self.active_key] if self.active_key is not None else list(self.fusions)
+
+    # -- attention maps ---------------------------------------------------
+
+    def _has_se(self):
+        return self.multi_scale and self.num_scales > 1
+
+    def attention_maps(self, inputs):
+        """The key-modality attention and the SE channel weights, inference mode.
+
+        - `"<key>_from_<m>"` `[B, h, T_key, T_m]`: the key modality's
+          self-attention (m = key, Eqs. 13-17) and its cross-modal attention
+          to the others (Eqs. 18-22), `KeyModalityFusion(return_attention=
+          True)`; every candidate key during the `"auto"` warm-up,
+          `"<m>_from_<m>"` for each modality with `fusion="equal"`; none with
+          early or late fusion.
+        - `"se_<m>"` `[B, n]`: the SE weights `s` of the n scales of modality
+          m (Eq. 5; in (0, 1) with the sigmoid gate, >= 0 with ReLU); none
+          with `multi_scale=False`.
+        """
+        feats, masks, maps = {}, {}, {}
+        for m in MODALITIES:
+            x, mask = get_modality(inputs, m)
+            feats[m], _ = self.extractors[m](x, mask=mask, training=False)
+            masks[m] = mask
+            if self._has_se():
+                maps[f"se_{m}"] = ops.cast(self.extractors[m].compute_channel_weights(x, mask), "float32")
+        if self.fusion in ("key", "equal"):
+            for k in self._active_fusions():
+                maps.update(self.fusions[k](feats, masks=masks, training=False, return_attention=True)[1])
+        return maps
+
+    def attention_axes(self):
+        axes = {f"se_{m}": ("scale",) for m in MODALITIES} if self._has_se() else {}
+        if self.fusion in ("key", "equal"):
+            for k in self._active_fusions():
+                for q, kv in self.fusions[k].pairs():
+                    axes[f"{q}_from_{kv}"] = ("head", f"time:{q}", f"time:{kv}")
+        return axes
 
     # -- objective --------------------------------------------------------
 

@@ -248,9 +248,18 @@ class MulG(MSAModel):
 
     def attention_maps(self, inputs):
         """Attention weights `[B, T_source, T_target]` (float32) of every
-        directed pair, keyed `"<source>_from_<target>"` (seed 002 Fig. 4)."""
+        directed pair, keyed `"<source>_from_<target>"` (seed 002 Fig. 4);
+        axes in `attention_axes` (`MSAModel.attention_maps`)."""
         _, attention = self._encode(inputs, training=False)
         return attention
+
+    def attention_axes(self):
+        return {
+            f"{source}_from_{target}": (f"time:{source}", f"time:{target}")
+            for source, entries in self._plan.items()
+            for target, _ in entries
+            if target
+        }
 
     def primary_loss(self, x, y, y_pred):
         if self.task != "emotions":

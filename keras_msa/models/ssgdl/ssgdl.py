@@ -231,6 +231,32 @@ class SSGDL(MSAModel):
             outputs["phq8"] = score * PHQ8_SCALE
         return outputs
 
+    def attention_maps(self, inputs):
+        """CS-DSA's criss-cross weights, one map per branch `"csdsa_k<k>"`
+        (`CrossShapedDynamicScaleAttention.attention_maps`, first loop).
+
+        With `map_layout="cross"`: `[B, M, T, M, T]`, axes `(modality, time,
+        modality, time)` on the anchor's timeline: entry (b, i, j, i', j') is
+        how much aligned modality i at step j attends to modality i' at step
+        j' (non-zero only on the cross: i' = i or j' = j). With `"time"`: the
+        single row is dropped, `[B, T, T]`. `{}` without CS-DSA.
+        """
+        if self.csdsa is None:
+            return {}
+        aligned, mask = self._sequences(inputs, training=False)
+        maps = self.csdsa.attention_maps(ops.stack(aligned, axis=1), mask=mask)
+        if self.map_layout == "time":
+            return {f"csdsa_{k}": m[:, 0, :, 0, :] for k, m in maps.items()}
+        return {f"csdsa_{k}": m for k, m in maps.items()}
+
+    def attention_axes(self):
+        if self.csdsa is None:
+            return {}
+        time = f"time:{self.modalities[0]}"
+        rows = "modality:" + ",".join(self.modalities)
+        axes = (time, time) if self.map_layout == "time" else (rows, time, rows, time)
+        return {f"csdsa_k{k}": axes for k in self.csdsa.kernel_sizes}
+
     def primary_loss(self, x, y, y_pred):
         if self.task != "phq8":
             return super().primary_loss(x, y, y_pred)

@@ -392,6 +392,24 @@ class TeCaFN(MSAModel):
         outputs["sentiment"] = self.output_range * ops.tanh(self.head(h))
         return outputs
 
+    def attention_maps(self, inputs):
+        """The text-centred cross-attention weights of every layer (Eqs.
+        8-11), `{"text_from_<m>": [B, L, h, T_text, T_m]}` for each branch m
+        (audio, vision), float32, in inference mode (the replacement gate is
+        the identity there). `{}` for the text-only ablation."""
+        feats = self.encode(inputs, training=False)
+        x_t, t_mask = feats["text"]
+        maps = {}
+        for m in self.branches:
+            x_m, m_mask = feats[m]
+            _, maps[f"text_from_{m}"] = self.cross_encoders[m](
+                x_t, x_m, query_mask=t_mask, context_mask=m_mask, training=False, return_attention=True
+            )
+        return maps
+
+    def attention_axes(self):
+        return {f"text_from_{m}": ("layer", "head", "time:text", f"time:{m}") for m in self.branches}
+
     def auxiliary_losses(self, x, y, y_pred, training=True):
         losses = {}
         if not training or "bicon_valid" not in y_pred:
