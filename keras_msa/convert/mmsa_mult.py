@@ -70,25 +70,38 @@ def mult_config_from_mmsa(params, state_dict=None):
         "task_loss": "mae",
     }
     if state_dict is not None:
-        for m in MODALITIES:
-            key = f"proj_{LETTERS[m]}.weight"
-            if key not in state_dict:
-                raise CheckpointMismatchError(f"the checkpoint has no '{key}': it is not an MMSA MulT state dict.")
-            shape = tuple(state_dict[key].shape)
-            want = (config["hidden_dim"], config["conv_kernel_sizes"][m])
-            if len(shape) != 3 or (shape[0], shape[2]) != want:
-                raise CheckpointMismatchError(
-                    f"'{key}' has shape {shape} but the config gives width {want[0]} and kernel {want[1]} "
-                    f"(expected [{want[0]}, D_{m}, {want[1]}]): the config is not the one this checkpoint was "
-                    f"trained with (another dataset?).")
-        for name, want in (("trans_l_with_a", config["num_layers"]), ("trans_l_mem", config["memory_layers"])):
-            found = {int(k.split(".")[2]) for k in state_dict if k.startswith(f"{name}.layers.")}
-            if len(found) != want:
-                raise CheckpointMismatchError(
-                    f"the checkpoint's '{name}' has {len(found)} layers ({name}.layers.0..) but the config's "
-                    f"nlevels={params['nlevels']} gives {want}: the config is not the one this checkpoint was "
-                    f"trained with.")
+        check_mult_state_dict(config, state_dict, params)
     return config
+
+
+def check_mult_state_dict(config, state_dict, params=None):
+    """Checks that `state_dict` (an MMSA MulT's) fits `MulT(**config)`: the
+    width, Conv1D kernels and layer counts it implies. `params` (the MMSA
+    config) only sharpens the messages."""
+    nlevels = (params or {}).get("nlevels", config.get("num_layers"))
+    hidden = int(config.get("hidden_dim", 50))
+    kernels = config.get("conv_kernel_sizes", 5)
+    kernels = kernels if isinstance(kernels, dict) else {m: kernels for m in MODALITIES}
+    num_layers = int(config.get("num_layers", 4))
+    memory_layers = config.get("memory_layers")
+    memory_layers = max(num_layers, 3) if memory_layers is None else int(memory_layers)
+    for m in MODALITIES:
+        key = f"proj_{LETTERS[m]}.weight"
+        if key not in state_dict:
+            raise CheckpointMismatchError(f"the checkpoint has no '{key}': it is not an MMSA MulT state dict.")
+        shape = tuple(state_dict[key].shape)
+        want = (hidden, int(kernels[m]))
+        if len(shape) != 3 or (shape[0], shape[2]) != want:
+            raise CheckpointMismatchError(
+                f"'{key}' has shape {shape} but the config gives width {want[0]} and kernel {want[1]} "
+                f"(expected [{want[0]}, D_{m}, {want[1]}]): the config is not the one this checkpoint was "
+                f"trained with (another dataset?).")
+    for name, want in (("trans_l_with_a", num_layers), ("trans_l_mem", memory_layers)):
+        found = {k.split(".")[2] for k in state_dict if k.startswith(f"{name}.layers.")}
+        if len(found) != want:
+            raise CheckpointMismatchError(
+                f"the checkpoint's '{name}' has {len(found)} layers ({name}.layers.0..) but the config's "
+                f"nlevels={nlevels} gives {want}: the config is not the one this checkpoint was trained with.")
 
 
 def feature_dims_from_state_dict(state_dict):
@@ -218,15 +231,21 @@ def mult_from_mmsa(state_dict, params):
     """A built `keras_msa.models.MulT` holding the weights of an MMSA MulT.
 
     Args:
-        state_dict: MMSA parameter names -> arrays (`read_torch_checkpoint`
+        state_dict: MMSA parameter names -> arrays (`load_torch_checkpoint`
             of the `.pth` MMSA's trainer saved, or any mapping of numpy arrays).
         params: the MMSA MulT config the checkpoint was trained with (see
-            `mult_config_from_mmsa`).
+            `mult_config_from_mmsa`), or `MulT` constructor arguments (a
+            `MulT.presets` entry).
     """
     from keras_msa.models.mult import MulT
 
     sd = StateDict({k: np.asarray(v) for k, v in state_dict.items()})
-    model = MulT(**mult_config_from_mmsa(params, sd))
+    if "dst_feature_dim_nheads" in params:
+        config = mult_config_from_mmsa(params, sd)
+    else:
+        config = dict(params)
+        check_mult_state_dict(config, sd)
+    model = MulT(**config)
     dims = feature_dims_from_state_dict(sd)
     # Two steps after the widest Conv1D: attention over one step is a
     # softmax of size 1, which Keras warns about.

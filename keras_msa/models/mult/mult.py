@@ -15,8 +15,8 @@ def valid_conv_mask(mask, kernel_size):
     step t..t+k-1 it reads is real, so no padded input reaches a real output."""
     if kernel_size == 1:
         return mask
-    steps = ops.shape(mask)[1] - kernel_size + 1
-    window = [mask[:, s:s + steps] for s in range(kernel_size)]
+    # Constant slice bounds (negative ends) keep the time axis free to be unknown.
+    window = [mask[:, s:s - kernel_size + 1] if s < kernel_size - 1 else mask[:, s:] for s in range(kernel_size)]
     return ops.all(ops.stack(window, axis=-1), axis=-1)
 
 
