@@ -216,6 +216,32 @@ class MulT(MSAModel):
         self.head_out = layers.Dense(width, name="head_out")
         self.sentiment_head = layers.Dense(1, dtype="float32", name="sentiment_head")
 
+    def build(self, input_shape):
+        # Every weight is made from the input widths here (not lazily in the
+        # first call), so that a reloaded `.keras` model has them all before
+        # its weights are restored.
+        if not isinstance(input_shape, dict):
+            raise TypeError(f"MulT is built from a batch dict of shapes; got {input_shape!r}.")
+        d = self.hidden_dim
+        for m in MODALITIES:
+            if m not in input_shape:
+                raise KeyError(f"MulT needs '{m}' features [batch, time, dim]; the batch holds "
+                               f"{sorted(input_shape)}.")
+            dim = input_shape[m][-1]
+            if dim is None:
+                raise ValueError(f"MulT needs a known feature width for '{m}'; got shape {input_shape[m]}.")
+            if dim != d:
+                self.projections[m].build((None, None, dim))
+        for layer in self.crossmodal.values():
+            layer.build((None, None, d), (None, None, d))
+        for layer in self.memory.values():
+            layer.build((None, None, 2 * d))
+        width = 2 * d * len(self.targets)
+        self.head_in.build((None, width))
+        self.head_out.build((None, width))
+        self.sentiment_head.build((None, width))
+        self.built = True
+
     def call(self, inputs, training=False):
         streams = {}
         for m in MODALITIES:
