@@ -56,6 +56,12 @@ over the budget is refused with `PickleAllocationError`, which names the
 file, the cap and how to raise it (`safe_load(path,
 max_allocation_factor=...)`, the readers' option of the same name, or
 `recipes/convert.py --reader_options='{"max_allocation_factor": 64}'`).
+
+PyTorch checkpoints: `load_torch_checkpoint` reads a `.pth` written by
+`torch.save` (a zip holding a pickle and raw storages) the same way, with
+`TorchCheckpointUnpickler`, which adds exactly the names a state dict of
+tensors needs (`torch._utils._rebuild_tensor_v2`, `torch.<Type>Storage`),
+resolved to keras_msa's numpy readers; torch is never imported.
 """
 
 import collections
