@@ -56,6 +56,12 @@ over the budget is refused with `PickleAllocationError`, which names the
 file, the cap and how to raise it (`safe_load(path,
 max_allocation_factor=...)`, the readers' option of the same name, or
 `recipes/convert.py --reader_options='{"max_allocation_factor": 64}'`).
+
+PyTorch checkpoints: `load_torch_checkpoint` reads a `.pth` written by
+`torch.save` (a zip holding a pickle and raw storages) the same way, with
+`TorchCheckpointUnpickler`, which adds exactly the names a state dict of
+tensors needs (`torch._utils._rebuild_tensor_v2`, `torch.<Type>Storage`),
+resolved to keras_msa's numpy readers; torch is never imported.
 """
 
 import collections
@@ -756,3 +762,203 @@ def _load(f, source, max_bytes=None, cap_help=None):
         raise DataFormatError(
             f"corrupt or not a pickle ({type(e).__name__}: {e}).", path=source
         ) from e
+
+
+# -- PyTorch checkpoints (.pth) ------------------------------------------------
+#
+# `torch.save` writes a zip: `<name>/data.pkl` (a pickle of the object, e.g. a
+# state dict), `<name>/data/<key>` (one raw little-endian buffer per storage)
+# and `<name>/byteorder`. In the pickle a tensor is
+# `torch._utils._rebuild_tensor_v2(storage, offset, size, stride,
+# requires_grad, backward_hooks)`, the storage a persistent id
+# `("storage", torch.<Type>Storage, key, location, numel)`. The .pth mode
+# resolves exactly those names, to keras_msa's own readers that build numpy
+# arrays from the zip's buffers; torch is never imported, and every other
+# global is refused as in data pickles.
+
+#: `torch.<name>` storage classes -> numpy dtype of their elements.
+TORCH_STORAGE_DTYPES = {
+    "FloatStorage": "f4", "DoubleStorage": "f8", "HalfStorage": "f2", "BFloat16Storage": "bf16",
+    "LongStorage": "i8", "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1",
+    "ByteStorage": "u1", "BoolStorage": "?", "ComplexFloatStorage": "c8", "ComplexDoubleStorage": "c16",
+}
+_TORCH_REBUILD = ("torch._utils", "_rebuild_tensor_v2")
+
+
+class _TorchStorageType:
+    """What `torch.<X>Storage` resolves to: a name and a dtype, nothing callable."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name):
+        self.name = name
+        self.dtype = TORCH_STORAGE_DTYPES[name]
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+class _TorchStorage:
+    """A storage read from the zip: a flat numpy array (never handed out bare)."""
+
+    __slots__ = ("key", "array")
+
+    def __init__(self, key, array):
+        self.key = key
+        self.array = array
+
+    def __repr__(self):
+        return f"<storage {self.key}>"
+
+
+class TorchCheckpointUnpickler(SafeUnpickler):
+    """`SafeUnpickler` for the `data.pkl` of a `torch.save` zip.
+
+    Admits, beyond the data-pickle allow-list, `torch._utils._rebuild_tensor_v2`
+    and the `torch.<Type>Storage` names of `TORCH_STORAGE_DTYPES`, and
+    persistent ids `("storage", <storage type>, key, location, numel)`; each
+    storage is read from `<prefix>/data/<key>` of `archive`, its length
+    checked against `numel`. Tensors come back as numpy arrays (copies, in
+    C order). Everything else is refused with `UnsafePickleError`.
+
+    Args:
+        file: the `data.pkl` stream.
+        archive: the open `zipfile.ZipFile`.
+        prefix: the record prefix (`<name>/`).
+        byteorder: "little" or "big" (the zip's `byteorder` record).
+        **kwargs: `SafeUnpickler` arguments.
+    """
+
+    def __init__(self, file, archive, prefix, byteorder="little", **kwargs):
+        super().__init__(file, **kwargs)
+        self.archive = archive
+        self.prefix = prefix
+        self.byteorder = "<" if byteorder == "little" else ">"
+        self._storages = {}
+
+    def find_class(self, module, name):
+        if (module, name) == _TORCH_REBUILD:
+            return self._rebuild_tensor
+        if module == "torch" and name in TORCH_STORAGE_DTYPES:
+            return _TorchStorageType(name)
+        if module.startswith("torch"):
+            raise UnsafePickleError(
+                f"refusing to load global '{module}.{name}': a .pth is read without torch, and only tensors "
+                f"saved by torch.save (torch._utils._rebuild_tensor_v2 over torch.<Type>Storage) are rebuilt; "
+                f"save the model's state_dict() (plain tensors), not the model object. Nothing from the file "
+                f"was executed.", path=self.source)
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise self.unsafe(f"persistent id {_short(pid)}: a torch.save checkpoint names storages as "
+                              "('storage', type, key, location, numel)")
+        _, kind, key, _location, numel = pid
+        if not isinstance(kind, _TorchStorageType):
+            raise self.unsafe(f"storage of type {_short(kind)} (not one of torch.{', torch.'.join(TORCH_STORAGE_DTYPES)})")
+        if not isinstance(key, str) or not re.fullmatch(r"[0-9A-Za-z_]+", key) or not _is_int(numel) or numel < 0:
+            raise self.unsafe(f"storage key {_short(key)} / size {_short(numel)}")
+        if key in self._storages:
+            return self._storages[key]
+        name = f"{self.prefix}data/{key}"
+        try:
+            info = self.archive.getinfo(name)
+        except KeyError:
+            raise self.corrupt(f"the checkpoint names storage '{key}' but the zip has no {name}") from None
+        itemsize = 2 if kind.dtype == "bf16" else np.dtype(kind.dtype).itemsize
+        if info.file_size != numel * itemsize:
+            raise self.corrupt(f"storage '{key}' declares {numel} x {itemsize} bytes but {name} holds "
+                               f"{info.file_size}")
+        self.charge(info.file_size, f"storage '{key}'")
+        raw = self.archive.read(name)
+        if kind.dtype == "bf16":
+            # bfloat16 is the top half of a float32.
+            bits = np.frombuffer(raw, dtype=f"{self.byteorder}u2").astype(np.uint32) << 16
+            array = bits.view(np.float32)
+        else:
+            array = np.frombuffer(raw, dtype=np.dtype(kind.dtype).newbyteorder(self.byteorder)).astype(
+                np.dtype(kind.dtype).newbyteorder("="))
+        storage = _TorchStorage(key, array)
+        self._storages[key] = storage
+        return storage
+
+    def _rebuild_tensor(self, storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None,
+                        *extra):
+        if not isinstance(storage, _TorchStorage):
+            raise self.unsafe(f"_rebuild_tensor_v2 over {_short(storage)} (expected a storage of the checkpoint)")
+        if extra or not isinstance(requires_grad, bool) or (hooks is not None and (
+                not isinstance(hooks, collections.OrderedDict) or hooks)) or metadata not in (None, {}):
+            raise self.unsafe("_rebuild_tensor_v2 with backward hooks, metadata or extra arguments (a state "
+                              "dict's tensors have none)")
+        shape, count = self._shape(size, "a tensor's size")
+        if not isinstance(stride, tuple) or len(stride) != len(shape) or not all(
+                _is_int(s) and s >= 0 for s in stride) or not _is_int(offset) or offset < 0:
+            raise self.corrupt(f"tensor stride {_short(stride)} / offset {_short(offset)} for size {shape}")
+        flat = storage.array
+        if 0 not in shape:
+            last = offset + sum((n - 1) * s for n, s in zip(shape, stride))
+            if last >= flat.size:
+                raise self.corrupt(f"a tensor of size {shape}, stride {stride}, offset {offset} reads past its "
+                                   f"storage '{storage.key}' of {flat.size} elements")
+        self.charge(count * flat.itemsize, f"a tensor of size {shape}")
+        if 0 in shape:
+            return np.zeros(shape, flat.dtype)
+        view = np.lib.stride_tricks.as_strided(flat[offset:], shape=shape,
+                                               strides=[s * flat.itemsize for s in stride], writeable=False)
+        return np.array(view, copy=True, order="C")
+
+
+def load_torch_checkpoint(path, max_allocation_factor=None, min_allocation_bytes=None):
+    """Reads a `.pth` written by `torch.save` (the zip format, torch >= 1.6)
+    without torch and without running code: tensors become numpy arrays,
+    containers stay containers (an `OrderedDict` state dict comes back as
+    one), anything else is refused.
+
+    Args:
+        path: the `.pth` file.
+        max_allocation_factor, min_allocation_bytes: the allocation budget,
+            as `safe_load` (the storages count against it).
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: no such file.
+        UnsafePickleError: the pickle names a global outside the allow-list
+            (a pickled model object, or code); nothing was run.
+        DataFormatError: not a torch.save zip, or a corrupt one.
+    """
+    import zipfile
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory; expected a .pth file written by torch.save")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise DataFormatError(
+            "not a torch.save zip archive: only the zip format (torch >= 1.6's default) is read; the legacy "
+            "format (torch.save(..., _use_new_zipfile_serialization=False) or torch < 1.6) is not. Re-save it "
+            "with torch.save(state_dict, path).", path=path)
+    with zipfile.ZipFile(path) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise DataFormatError(f"a torch.save zip holds one <name>/data.pkl; this one holds {len(pickles)} "
+                                  f"({', '.join(archive.namelist()[:5])}...)", path=path)
+        prefix = pickles[0][: -len("data.pkl")]
+        byteorder = "little"
+        if f"{prefix}byteorder" in archive.namelist():
+            byteorder = archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip()
+            if byteorder not in ("little", "big"):
+                raise DataFormatError(f"{prefix}byteorder says {byteorder!r}; expected 'little' or 'big'",
+                                      path=path)
+        cap, help_text = allocation_cap(os.path.getsize(path), max_allocation_factor, min_allocation_bytes)
+        data = io.BytesIO(archive.read(pickles[0]))
+        unpickler = TorchCheckpointUnpickler(data, archive, prefix, byteorder, source=path, max_bytes=cap,
+                                             cap_help=help_text)
+        try:
+            return unpickler.load()
+        except DataFormatError:
+            raise
+        except EOFError as e:
+            raise DataFormatError(f"truncated data.pkl in the checkpoint ({e or 'EOF'})", path=path) from e
+        except (pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError, AttributeError,
+                OverflowError, UnicodeDecodeError, RecursionError, zipfile.BadZipFile) as e:
+            raise DataFormatError(f"corrupt checkpoint ({type(e).__name__}: {e}).", path=path) from e

@@ -14,3 +14,5 @@ from keras_msa.layers.masked_multi_head_attention import MaskedMultiHeadAttentio
 from keras_msa.layers.cross_shaped_attention import CrossShapedAttention
 from keras_msa.layers.cross_shaped_dynamic_scale_attention import CrossShapedDynamicScaleAttention
 from keras_msa.layers.discrepancy_block import DiscrepancyBlock
+from keras_msa.layers.sinusoidal_positional_embedding import SinusoidalPositionalEmbedding
+from keras_msa.layers.cross_modal_transformer import CrossModalTransformer

@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from keras_msa.utils.masks import attention_mask
+from keras_msa.utils.masks import attention_mask as padding_attention_mask
 from keras_msa.utils.masks import masked_softmax
 
 
@@ -33,8 +33,14 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
     Call arguments:
         query: float `[B, Tq, Dq]`.
         context: float `[B, Tk, Dk]`; None means self-attention (context = query).
+        value: optional float `[B, Tk, Dk]`: the values, when they differ from
+            the keys' input `context` (as in MulT, which drops key and value
+            inputs out independently); default `context`.
         query_mask: optional boolean `[B, Tq]` (True = real step).
         context_mask: optional boolean `[B, Tk]`.
+        attention_mask: optional boolean `[B, Tq, Tk]`: which context steps each
+            query may attend (True = allowed), on top of `context_mask` (e.g.
+            a causal pattern); a query with nothing allowed attends to nothing.
         return_attention: also return the weights `[B, heads, Tq, Tk]` (float32).
         training: enables dropout.
 
@@ -75,7 +81,8 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.built = True
 
-    def call(self, query, context=None, query_mask=None, context_mask=None, return_attention=False, training=False):
+    def call(self, query, context=None, query_mask=None, context_mask=None, attention_mask=None,
+             return_attention=False, training=False, value=None):
         if query_mask is not None:
             query_mask = ops.cast(query_mask, "bool")
             # Padded queries are computed (then zeroed): from zeros, so that
@@ -83,20 +90,26 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
             query = ops.where(query_mask[..., None], query, 0)
         if context is None:
             context, context_mask = query, query_mask
+        if value is None:
+            value = context
         if context_mask is not None:
             context_mask = ops.cast(context_mask, "bool")
             # Zeroing padded context keeps inf/NaN under the mask from reaching
             # a real step through a zero weight (0 * inf = NaN).
             context = ops.where(ops.cast(context_mask, "bool")[..., None], context, 0)
+            value = ops.where(ops.cast(context_mask, "bool")[..., None], value, 0)
         q = self.q_proj(query)
         k = self.k_proj(context)
-        v = self.v_proj(context)
+        v = self.v_proj(value)
         scores = ops.einsum("bqhk,bthk->bhqt", ops.cast(q, "float32"), ops.cast(k, "float32"))
         scores = scores / ops.sqrt(ops.cast(self._dk, "float32"))
         mask = None
         if context_mask is not None:
             qm = query_mask if query_mask is not None else ops.ones(ops.shape(query)[:2], "bool")
-            mask = attention_mask(qm, context_mask)[:, None, :, :]
+            mask = padding_attention_mask(qm, context_mask)[:, None, :, :]
+        if attention_mask is not None:
+            allowed = ops.cast(attention_mask, "bool")[:, None, :, :]
+            mask = allowed if mask is None else ops.logical_and(mask, allowed)
         weights = masked_softmax(scores, mask, axis=-1)
         dropped = self.dropout_layer(weights, training=training)
         attended = ops.einsum("bhqt,bthk->bqhk", ops.cast(dropped, v.dtype), v)

@@ -9,5 +9,6 @@ from keras_msa.models.eflstm import EFLSTM
 from keras_msa.models.lfdnn import LFDNN
 from keras_msa.models.m3sa import M3SA
 from keras_msa.models.mulg import MulG
+from keras_msa.models.mult import MulT
 from keras_msa.models.tecafn import TeCaFN
 from keras_msa.models.ssgdl import SSGDL

@@ -38,6 +38,11 @@ TINY = {
         hidden_dim=8, num_layers=2, num_attention_heads=2, gmra_heads=2, adapter_dim=4,
         dropout=0.0, gmra_dropout=0.0,
     ),
+    "mult": dict(
+        hidden_dim=4, num_heads=2, num_layers=1, memory_layers=1,
+        conv_kernel_sizes={"text": 2, "audio": 1, "vision": 1}, attention_dropout=0.0, embed_dropout=0.0,
+        output_dropout=0.0, text_dropout=0.0,
+    ),
     "ssgdl": dict(hidden_dim=8, num_heads=2, kernel_sizes=(3, 5), min_width=4, dropout=0.0),
 }
 
