@@ -281,10 +281,10 @@ def extract_features(input_path, output, *, audio_features="converter", text_fea
         text = text_encoder or TextEncoder(text_preset, text_max_length)
     # One call each on dummy input traces the converters' graphs here, so the
     # per-clip timings below are the steady-state cost, not the first trace.
-    audio(np.zeros((sample_rate,), np.float32))
-    face(np.zeros((1, face_size, face_size, 3), np.uint8))
+    dims = {"audio": int(audio(np.zeros((sample_rate,), np.float32)).shape[1]),
+            "vision": int(face(np.zeros((1, face_size, face_size, 3), np.uint8)).shape[1])}
     if text is not None:
-        text.encode(["warm up"])
+        dims["text"] = int(text.encode(["warm up"])[0].shape[1])
     setup_s = time.perf_counter() - setup_start
     settings = {
         "sample_rate": sample_rate, "face_size": face_size, "max_frames": max_frames,
@@ -352,13 +352,6 @@ def extract_features(input_path, output, *, audio_features="converter", text_fea
     finally:
         bar.close()
 
-    dims = {}
-    for r in rows:
-        npz = os.path.join(output, "features", r["video_id"], f"{r['clip_id']}.npz")
-        with np.load(npz, allow_pickle=False) as z:
-            for m in ("text", "audio", "vision"):
-                if m in z.files and m not in dims:
-                    dims[m] = int(z[m].shape[1])
     failures = [x for x in results if x["status"] != "ok"]
     summary = {
         "input": os.path.abspath(label_csv), "output": os.path.abspath(output), "clips": len(rows),

@@ -169,9 +169,9 @@ def make_test_media(root, n_clips=6, seed=0, fps=15, frame_size=144, sample_rate
         frame_size: side (pixels) of the square video frames.
         sample_rate: rate of the muxed audio track.
         broken: also write the three broken clips (`BROKEN_CLIPS`).
-        splits: a `mode` per good clip; by default the last good clip is
-            `test`, the one before `valid` (when n_clips >= 3), the rest
-            `train`.
+        splits: a `mode` per good clip; by default the last two good clips
+            are `test` and the two before `valid` (one each for 3 to 5
+            clips, none below 3), the rest `train` (as the broken clips).
 
     Returns:
         The path of `label.csv`.
@@ -183,11 +183,9 @@ def make_test_media(root, n_clips=6, seed=0, fps=15, frame_size=144, sample_rate
     if n_clips < 1:
         raise ValueError(f"n_clips must be >= 1; got {n_clips}")
     if splits is None:
-        splits = ["train"] * n_clips
-        if n_clips >= 2:
-            splits[-1] = "test"
-        if n_clips >= 3:
-            splits[-2] = "valid"
+        # Validation metrics need two clips at least (a correlation).
+        held = 2 if n_clips >= 6 else 1 if n_clips >= 3 else 0
+        splits = ["train"] * (n_clips - 2 * held) + ["valid"] * held + ["test"] * held
     if len(splits) != n_clips:
         raise ValueError(f"splits names {len(splits)} modes for {n_clips} clips")
     rng = np.random.default_rng(seed)
@@ -201,7 +199,7 @@ def make_test_media(root, n_clips=6, seed=0, fps=15, frame_size=144, sample_rate
             return _resample(x, rate, sample_rate)
 
         for i in range(n_clips):
-            positive = bool(rng.integers(2)) if i >= 2 else i == 0  # both signs in every dataset
+            positive = i % 2 == 0  # both signs in every split
             pool = POSITIVE if positive else NEGATIVE
             text = pool[int(rng.integers(len(pool)))]
             label = float(np.round(rng.uniform(0.4, 3.0) * (1 if positive else -1), 1))
