@@ -100,6 +100,10 @@ class _Progress:
             self.bar.close()
 
 
+class FeatureError(RuntimeError):
+    """A feature extractor failed on one clip (reported, the run goes on)."""
+
+
 class AudioFeaturizer:
     """Waveform (float32 [N] at 16 kHz) -> float32 [T, D] per `kind`."""
 
@@ -116,16 +120,7 @@ class AudioFeaturizer:
             self.settings = {k: v for k, v in self.converter.get_config().items()
                              if k not in ("name", "dtype", "trainable")}
         elif kind in ("egemaps", "compare"):
-            try:
-                import opensmile
-            except ImportError as e:
-                raise ImportError(f"audio_features={kind!r} needs openSMILE: pip install \"keras_msa[media-extra]\" "
-                                  f"({e})") from e
-            feature_set = (opensmile.FeatureSet.eGeMAPSv02 if kind == "egemaps"
-                           else opensmile.FeatureSet.ComParE_2016)
-            self.smile = opensmile.Smile(feature_set=feature_set,
-                                         feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
-            self.settings = {"opensmile": opensmile.__version__, "feature_set": feature_set.name}
+            self._start_smile(kind)
         else:
             try:
                 import librosa
@@ -134,13 +129,49 @@ class AudioFeaturizer:
                                   f"({e})") from e
             self.settings = {"librosa": librosa.__version__, "features": list(LIBROSA_FEATURES)}
 
+    def _start_smile(self, kind):
+        import importlib.util
+        import subprocess
+        import tempfile
+
+        if importlib.util.find_spec("opensmile") is None:
+            raise ImportError(f"audio_features={kind!r} needs openSMILE: pip install \"keras_msa[media-extra]\"")
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "opensmile_worker.py")
+        self._tmp = tempfile.TemporaryDirectory(prefix="keras_msa_smile_")
+        self._worker = subprocess.Popen([sys.executable, script, kind, str(self.sample_rate)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        ready = self._worker.stdout.readline().split()
+        if not ready or ready[0] != "ready":
+            self.close()
+            raise RuntimeError(f"the openSMILE worker ({script}) did not start; run it by hand to see why")
+        self.settings = {"opensmile": ready[1], "feature_set": ready[2], "dim": int(ready[3])}
+
+    def _smile(self, waveform):
+        src, dst = os.path.join(self._tmp.name, "in.npy"), os.path.join(self._tmp.name, "out.npy")
+        np.save(src, waveform.astype(np.float32))
+        self._worker.stdin.write(f"{src} {dst}\n")
+        self._worker.stdin.flush()
+        answer = self._worker.stdout.readline().rstrip("\n")
+        if answer != "ok":
+            raise FeatureError(f"openSMILE: {answer[6:] if answer.startswith('error ') else 'worker ended'}")
+        return np.load(dst, allow_pickle=False)
+
+    def close(self):
+        """Stops the openSMILE worker, if any."""
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.stdin.close()
+            worker.wait(timeout=30)
+            self._worker = None
+            self._tmp.cleanup()
+
     def __call__(self, waveform):
         if self.kind == "converter":
             out = self.converter(waveform[None, :], np.array([waveform.size], np.int32))
             frames = int(np.asarray(out["mask"])[0].sum())
             return np.asarray(out["features"])[0, :frames].astype(np.float32)
         if self.kind in ("egemaps", "compare"):
-            return self.smile.process_signal(waveform, self.sample_rate).to_numpy(np.float32)
+            return self._smile(waveform)
         import librosa
         kw = {"n_fft": 512, "win_length": 400, "hop_length": 160}
         y, sr = waveform.astype(np.float32), self.sample_rate
@@ -328,7 +359,10 @@ def extract_features(input_path, output, *, audio_features="converter", text_fea
                     duration = float(clip.duration_s)
                     problems.extend(clip.problems)
                     if clip.waveform.size:
-                        arrays["audio"] = audio(clip.waveform)
+                        try:
+                            arrays["audio"] = audio(clip.waveform)
+                        except FeatureError as e:
+                            problems.append(str(e))
                     vision = face(clip.faces)
                     if vision is not None:
                         arrays["vision"] = vision
@@ -351,6 +385,7 @@ def extract_features(input_path, output, *, audio_features="converter", text_fea
             bar.update(f"{vid}/{cid} {status}")
     finally:
         bar.close()
+        audio.close()
 
     failures = [x for x in results if x["status"] != "ok"]
     summary = {
