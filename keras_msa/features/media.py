@@ -9,8 +9,8 @@ waveform and RGB face crops.
 
 Containers and codecs are read with PyAV (FFmpeg's libraries, shipped in the
 `av` wheel): `.mp4`, `.mpg`, `.avi` and `.wav` are accepted. The audio track is
-resampled by FFmpeg's resampler (`av.AudioResampler`) to `sample_rate` mono
-float32; resampling is done here, before the model, so the audio converter of
+resampled by FFmpeg's resampler (`av.AudioResampler`) to `sample_rate`
+float32 and its channels averaged into mono; resampling is done here, before the model, so the audio converter of
 `keras_msa.preprocessing` only ever sees one rate. Faces are found by OpenCV's
 Haar cascade for frontal faces, whose model file ships inside the
 `opencv-python-headless` wheel (`cv2.data.haarcascades`): no download, no
@@ -197,7 +197,7 @@ def load_clip(path, sample_rate=16000, face_size=FACE_SIZE, max_frames=None):
     problems = []
     chunks = []
     crops, times = [], []
-    fps, frames_seen, video_end = 0.0, 0, 0.0
+    fps, frames_seen, video_end, keep = 0.0, 0, 0.0, None
     with container:
         audio = container.streams.audio[0] if container.streams.audio else None
         video = container.streams.video[0] if container.streams.video else None
@@ -210,7 +210,10 @@ def load_clip(path, sample_rate=16000, face_size=FACE_SIZE, max_frames=None):
             n_est = video.frames or (int(round(float(video.duration * video.time_base) * fps))
                                      if video.duration and fps else 0)
             keep = _sample_indices(n_est, max_frames)
-        resampler = (av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        # Channels are kept through the resampler and averaged here: FFmpeg's
+        # own stereo -> mono rematrix scales by 1/sqrt(2)-ish centre levels, so
+        # a clip with the same signal on both channels would come out quieter.
+        resampler = (av.AudioResampler(format="fltp", layout=audio.layout.name, rate=sample_rate)
                      if audio is not None else None)
         streams = [s for s in (audio, video) if s is not None]
         try:
@@ -218,7 +221,7 @@ def load_clip(path, sample_rate=16000, face_size=FACE_SIZE, max_frames=None):
                 for frame in packet.decode():
                     if packet.stream is audio:
                         for out in resampler.resample(frame):
-                            chunks.append(out.to_ndarray().reshape(-1))
+                            chunks.append(out.to_ndarray().mean(axis=0))
                         continue
                     index = frames_seen
                     frames_seen += 1
@@ -232,7 +235,7 @@ def load_clip(path, sample_rate=16000, face_size=FACE_SIZE, max_frames=None):
                         times.append(t)
             if resampler is not None:
                 for out in resampler.resample(None):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    chunks.append(out.to_ndarray().mean(axis=0))
         except (av.FFmpegError, OSError, ValueError) as e:
             if not chunks and not frames_seen:
                 raise MediaError(path, f"cannot be decoded: {e}") from None
