@@ -102,7 +102,7 @@ class FaceConverter(keras.layers.Layer):
         # A second view of the same layers, hidden from Keras' tracking so
         # that each weight is saved once, under `cnn`.
         object.__setattr__(self, "_features", keras.Model(
-            self.cnn.inputs,
+            self.cnn.inputs[0],
             [self.cnn.get_layer(_EMBEDDING_LAYER).output, self.cnn.get_layer(_LOGITS_LAYER).output],
             name="fer_features",
         ))

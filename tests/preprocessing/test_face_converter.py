@@ -23,8 +23,9 @@ def _reference(crops):
     cnn = keras.models.load_model(fer_model_path(), compile=False)
     gray = crops.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     x = ((gray / 255.0 - 0.5) * 2.0)[..., None].astype("float32")
-    block = keras.Model(cnn.inputs, cnn.get_layer("add_4").output)(x)
-    return np.asarray(block).mean(axis=(1, 2)), np.asarray(cnn(x))
+    # fer's model declares a list of one input.
+    block = keras.Model(cnn.inputs, cnn.get_layer("add_4").output)([x])
+    return np.asarray(block).mean(axis=(1, 2)), np.asarray(cnn([x]))
 
 
 def test_features_are_the_pretrained_cnn_and_padding_is_masked(converter):
