@@ -67,6 +67,20 @@ def espeak_binary():
     return shutil.which("espeak-ng")
 
 
+def missing_requirements():
+    """Why test media cannot be made here (a sentence naming what to install),
+    or None when the [media] extra and espeak-ng are both present."""
+    import importlib.util
+
+    for module, package in (("av", "av"), ("cv2", "opencv-python-headless"), ("skimage", "scikit-image")):
+        if importlib.util.find_spec(module) is None:
+            return f"{package} is not installed (pip install -e '.[media]', or '.[test]')"
+    if espeak_binary() is None:
+        return ("espeak-ng is not installed (a system package: apt-get install -y espeak-ng; .ci/run installs "
+                "it when run as root)")
+    return None
+
+
 def speak(text, wav_path):
     """Writes `text` spoken by espeak-ng to `wav_path` (22.05 kHz mono WAV)."""
     exe = espeak_binary()
