@@ -17,6 +17,10 @@ from keras_msa.preprocessing.testing import tiny_bert_preset
 from keras_msa.preprocessing.testing import tiny_media_model
 
 
+# Decoding, a model with a pretrained CNN and a SavedModel export: tens of seconds.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, load_recipe):
     root = tmp_path_factory.mktemp("raw_export")

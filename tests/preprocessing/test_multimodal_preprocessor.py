@@ -72,6 +72,7 @@ def test_batch_dict_and_missing_modalities(model):
         MultimodalPreprocessor(text_encoder=pre.text_encoder, tokenizer=object())
 
 
+@pytest.mark.slow
 def test_media_model_trains_on_raw_inputs_and_reloads(model, tmp_path):
     from keras_msa.export.saved_model import save_keras_model
     from keras_msa.utils.loading import load_model
