@@ -15,6 +15,7 @@ def _tone(rate=16000):
     return (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("opensmile") is None,
                     reason="opensmile is not installed (pip install -e '.[media-extra]' or '.[test]')")
 def test_egemaps_through_the_worker_equals_opensmile_alone(tmp_path):
@@ -40,6 +41,7 @@ def test_egemaps_through_the_worker_equals_opensmile_alone(tmp_path):
     assert again.shape[0] < out.shape[0]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("librosa") is None,
                     reason="librosa is not installed (pip install -e '.[media-extra]' or '.[test]')")
 def test_librosa_features():

@@ -134,6 +134,7 @@ def test_broken_clips_say_what_they_lack(raw_media):
         load_clip(corrupt, max_frames=0)
 
 
+@pytest.mark.slow
 def test_importing_keras_msa_does_not_import_the_media_packages():
     # Keras itself imports cv2 when it is installed (keras.visualization), so
     # what counts is what keras_msa adds on top of keras.
