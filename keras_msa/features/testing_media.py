@@ -137,24 +137,30 @@ def gradient_frames(n_frames, size, rng):
 
 
 def write_clip(path, frames, fps, waveform=None, sample_rate=16000):
-    """Muxes RGB `frames` (and, when given, a float32 mono `waveform`) into an
-    MPEG-4 file at `path`."""
+    """Muxes RGB `frames` (and, when given, a float32 mono `waveform`) into
+    `path`: MPEG-4 video + AAC in `.mp4` / `.avi`, MPEG-1 video + MP2 in
+    `.mpg` (what an MPEG program stream holds; MPEG-1 takes only the
+    standard frame rates: 24, 25, 30...)."""
     import av  # noqa: PLC0415
     h, w = frames[0].shape[:2]
+    mpeg_ps = os.path.splitext(path)[1].lower() in (".mpg", ".mpeg")
     with av.open(path, "w") as out:
-        vs = out.add_stream("mpeg4", rate=fps)
+        vs = out.add_stream("mpeg1video" if mpeg_ps else "mpeg4", rate=fps)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         vs.bit_rate = 400_000
         aus = None
         if waveform is not None:
-            aus = out.add_stream("aac", rate=sample_rate, layout="mono")
+            aus = out.add_stream("mp2" if mpeg_ps else "aac", rate=sample_rate, layout="mono")
         for f in frames:
             for p in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 out.mux(p)
         for p in vs.encode(None):
             out.mux(p)
         if aus is not None:
-            frame = av.AudioFrame.from_ndarray(waveform.astype(np.float32)[None, :], format="fltp", layout="mono")
+            pcm = waveform.astype(np.float32)[None, :]
+            if mpeg_ps:  # FFmpeg's MP2 encoder takes 16-bit samples
+                pcm = np.round(np.clip(pcm, -1, 1) * 32767).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm, format="s16" if mpeg_ps else "fltp", layout="mono")
             frame.sample_rate = sample_rate
             for p in aus.encode(frame):
                 out.mux(p)
