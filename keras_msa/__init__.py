@@ -4,6 +4,8 @@ from keras_msa import layers
 from keras_msa import losses
 from keras_msa import metrics
 from keras_msa import models
+from keras_msa import preprocessing
 from keras_msa import utils
+from keras_msa.inference import predict
 
 __version__ = "0.1.0"

@@ -3,7 +3,10 @@
     python recipes/export.py --model_path=runs/lfdnn/model.keras --export_dir=saved_models/lfdnn/1
 
 The `serving_default` signature takes the batch keys (`text`, `text_mask`,
-`audio`, ...) as named inputs and returns `sentiment`. The export is checked
+`audio`, ...) as named inputs and returns `sentiment`; a raw-media model
+(`keras_msa.preprocessing.MediaModel`, e.g. from recipes/train_from_media.py)
+takes the raw inputs instead: `text` (string), `waveform` + `waveform_length`,
+`faces` + `face_count`. The export is checked
 against the Keras model on a probe batch before the command succeeds.
 
 `--export_dir` may be new, empty, or an earlier export (replaced atomically:
@@ -37,8 +40,15 @@ PROBE_SENTENCES = ("i really loved this movie", "it was boring and far too long"
 
 
 def probe_batch(model, batch_size=4, steps=20, seed=0):
-    """A random batch with the feature widths the model was built with."""
+    """A random batch with the feature widths the model was built with; for a
+    raw-media model (a preprocessor inside), a raw batch: sentences, noise
+    waveforms with their lengths, random face crops with their counts (one
+    row without audio, one without faces)."""
     import numpy as np
+
+    preprocessor = getattr(model, "preprocessor", None)
+    if preprocessor is not None and hasattr(preprocessor, "probe_inputs"):
+        return preprocessor.probe_inputs(batch_size=batch_size, seed=seed)
 
     from keras_msa.data.validation import expected_dims_from_model
 
