@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAIRS = {
     "lfdnn": {"keras": "lfdnn", "peer": "lf_dnn", "normalized": True},
     "eflstm": {"keras": "eflstm", "peer": "ef_lstm", "normalized": False},
-    "mult": {"keras": "mult", "peer": "mult", "normalized": False},
+    "mult": {"keras": "mult", "peer": "mult", "normalized": False, "preset": "{dataset}"},
     "tfn": {"keras": "tfn", "peer": "tfn", "normalized": True},
     "lmf": {"keras": "lmf", "peer": "lmf", "normalized": True},
 }
@@ -90,8 +90,9 @@ def run_keras(opts, pair, lens, dims, xla, dtype, learning_rate):
         f"--xla={xla}", f"--mixed_precision={dtype}", f"--seed={opts.seed}",
         f"--learning_rate={learning_rate}",
     ]
-    if opts.keras_preset:
-        command.append(f"--preset={opts.keras_preset}")
+    preset = opts.keras_preset or pair.get("preset", "").format(dataset=opts.dataset)
+    if preset:
+        command.append(f"--preset={preset}")
     if opts.keras_config:
         command.append(f"--model_config={opts.keras_config}")
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
