@@ -46,7 +46,11 @@ flags.DEFINE_integer("epochs", 4, "CrossSent fine-tuning epochs.")
 flags.DEFINE_integer("batch_size", 16, "CrossSent batch size.")
 flags.DEFINE_float("learning_rate", 5e-5, "CrossSent peak learning rate (AdamW).")
 flags.DEFINE_string("pooling", "mean", "CrossSent pooling: 'mean' or 'first'.")
-flags.DEFINE_string("model_config", "{}", "JSON overrides of the CrossSent constructor.")
+flags.DEFINE_string("model_config", "{}", "JSON overrides of the model constructor.")
+flags.DEFINE_enum(
+    "model", "crosssent", ["crosssent", "tecafn", "ssgdl"],
+    "Model fine-tuned with the backbone (text only: GMRA off for CrossSent, modalities=['text'] otherwise).",
+)
 flags.DEFINE_integer("seed", 1111, "Seed.")
 flags.DEFINE_bool("skip_crosssent", False, "Only run the ridge probe.")
 flags.DEFINE_bool("skip_ridge", False, "Only fine-tune (no ridge probe).")
@@ -185,17 +189,22 @@ def fine_tune_crosssent(data, preset, output_dir):
     import numpy as np
     import tensorflow as tf
 
-    from keras_msa.models import CrossSent
+    from keras_msa.models import get_model_class
     from keras_msa.training.callbacks import BestWeights
     from keras_msa.training.callbacks import EpochSetter
     from keras_msa.training.callbacks import ValidationMetrics
 
     keras.utils.set_random_seed(FLAGS.seed)
     overrides = json.loads(FLAGS.model_config)
-    overrides.setdefault("use_gmra", False)
-    overrides.setdefault("pooling", FLAGS.pooling)
-    overrides.setdefault("ramp_epochs", max(1, FLAGS.epochs // 2))
-    model = CrossSent.from_preset(
+    if FLAGS.model == "crosssent":
+        overrides.setdefault("use_gmra", False)
+        overrides.setdefault("pooling", FLAGS.pooling)
+        overrides.setdefault("ramp_epochs", max(1, FLAGS.epochs // 2))
+    else:
+        # Only the text is in the .csd files: TeCaFN's "w/o V, A" row and
+        # SSGDL with text alone.
+        overrides.setdefault("modalities", ["text"])
+    model = get_model_class(FLAGS.model).from_preset(
         "mosi", backbone_preset=preset, sequence_length=FLAGS.sequence_length, **overrides
     )
 
@@ -279,6 +288,7 @@ def main(argv):
         print("ridge probe (frozen MiniLM, mean-pooled):", json.dumps(results["ridge_probe"]["test"]))
     if not FLAGS.skip_crosssent:
         results["crosssent"] = fine_tune_crosssent(data, preset, FLAGS.output_dir)
+        results["crosssent"]["model"] = FLAGS.model
         results["crosssent"]["flags"] = {
             "epochs": FLAGS.epochs,
             "batch_size": FLAGS.batch_size,
@@ -286,7 +296,7 @@ def main(argv):
             "head_learning_rate": FLAGS.head_learning_rate,
             "seed": FLAGS.seed,
         }
-        print("CrossSent (fine-tuned MiniLM):", json.dumps(results["crosssent"]["test"]))
+        print(f"{FLAGS.model} (fine-tuned MiniLM):", json.dumps(results["crosssent"]["test"]))
         keys = ("mae", "acc2_has0", "acc2_non0")
         print("\n| test | " + " | ".join(keys) + " |")
         for name, key in (("ridge probe", "ridge_probe"), ("CrossSent", "crosssent")):
