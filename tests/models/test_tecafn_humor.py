@@ -26,6 +26,7 @@ def batch(n=6, seed=0):
     return x, {"humor": rng.integers(0, 2, (n, 1)).astype("float32")}
 
 
+@pytest.fixture(scope="module")
 def humor_model():
     keras.utils.set_random_seed(0)
     model = TeCaFN.from_preset("urfunny", **SMALL)
@@ -39,8 +40,8 @@ def humor_model():
     return model
 
 
-def test_humor_head_loss_matches_numpy_cross_entropy():
-    model = humor_model()
+def test_humor_head_loss_matches_numpy_cross_entropy(humor_model):
+    model = humor_model
     assert model.task == "humor" and model.get_config()["task"] == "humor"
     x, y = batch()
     out = model(x)
@@ -63,10 +64,10 @@ def test_humor_head_loss_matches_numpy_cross_entropy():
         TeCaFN(task="emotions")
 
 
-def test_evaluation_reports_binary_accuracy():
+def test_evaluation_reports_binary_accuracy(humor_model):
     import tensorflow as tf
 
-    model = humor_model()
+    model = humor_model
     x, y = batch(n=12, seed=5)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)
     metrics = evaluate_model(model, ds)

@@ -121,6 +121,10 @@ def test_round_trip_and_raw_text_saved_model(name, tmp_path):
     restored = assert_keras_roundtrip(model, batch, tmp_path)
     assert restored.mode == "backbone" and restored.fine_tune is False
     assert not restored.text_backbone.backbone.trainable
+    if name != "tecafn":
+        # The raw-text signature is the shared mixin's: one model exports it
+        # (an export costs more than the rest of the test).
+        return
     export_dir = os.path.join(str(tmp_path), "text_sm", "1")
     export_text_saved_model(model, export_dir, batch)
     fn = load_text_serving_fn(export_dir)
