@@ -46,9 +46,18 @@ flags.DEFINE_integer("epochs", 4, "CrossSent fine-tuning epochs.")
 flags.DEFINE_integer("batch_size", 16, "CrossSent batch size.")
 flags.DEFINE_float("learning_rate", 5e-5, "CrossSent peak learning rate (AdamW).")
 flags.DEFINE_string("pooling", "mean", "CrossSent pooling: 'mean' or 'first'.")
-flags.DEFINE_string("model_config", "{}", "JSON overrides of the CrossSent constructor.")
+flags.DEFINE_string("model_config", "{}", "JSON overrides of the model constructor.")
+flags.DEFINE_enum(
+    "model", "crosssent", ["crosssent", "tecafn", "ssgdl"],
+    "Model fine-tuned with the backbone (text only: GMRA off for CrossSent, modalities=['text'] otherwise).",
+)
 flags.DEFINE_integer("seed", 1111, "Seed.")
 flags.DEFINE_bool("skip_crosssent", False, "Only run the ridge probe.")
+flags.DEFINE_bool("skip_ridge", False, "Only fine-tune (no ridge probe).")
+flags.DEFINE_float(
+    "head_learning_rate", None, "Peak learning rate of the weights outside the pretrained backbone "
+    "(default: --learning_rate for all)."
+)
 flags.DEFINE_string("output_dir", "runs/crosssent_mosi_text", "Where results.json and model.keras go.")
 
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0)
@@ -180,17 +189,22 @@ def fine_tune_crosssent(data, preset, output_dir):
     import numpy as np
     import tensorflow as tf
 
-    from keras_msa.models import CrossSent
+    from keras_msa.models import get_model_class
     from keras_msa.training.callbacks import BestWeights
     from keras_msa.training.callbacks import EpochSetter
     from keras_msa.training.callbacks import ValidationMetrics
 
     keras.utils.set_random_seed(FLAGS.seed)
     overrides = json.loads(FLAGS.model_config)
-    overrides.setdefault("use_gmra", False)
-    overrides.setdefault("pooling", FLAGS.pooling)
-    overrides.setdefault("ramp_epochs", max(1, FLAGS.epochs // 2))
-    model = CrossSent.from_preset(
+    if FLAGS.model == "crosssent":
+        overrides.setdefault("use_gmra", False)
+        overrides.setdefault("pooling", FLAGS.pooling)
+        overrides.setdefault("ramp_epochs", max(1, FLAGS.epochs // 2))
+    else:
+        # Only the text is in the .csd files: TeCaFN's "w/o V, A" row and
+        # SSGDL with text alone.
+        overrides.setdefault("modalities", ["text"])
+    model = get_model_class(FLAGS.model).from_preset(
         "mosi", backbone_preset=preset, sequence_length=FLAGS.sequence_length, **overrides
     )
 
@@ -212,8 +226,21 @@ def fine_tune_crosssent(data, preset, output_dir):
 
     train_ds, valid_ds, test_ds = dataset("train", True), dataset("valid", False), dataset("test", False)
     model(next(iter(valid_ds))[0])
+    backbone_paths = {w.path for w in model.text_backbone.trainable_weights}
+    head_factor = 1.0 if FLAGS.head_learning_rate is None else FLAGS.head_learning_rate / FLAGS.learning_rate
+
+    class TwoRateAdamW(keras.optimizers.AdamW):
+        # The backbone is pretrained, the head starts from scratch: the head
+        # runs at `head_factor` times the (warmed-up, decayed) backbone rate.
+        def update_step(self, gradient, variable, learning_rate):
+            # The TF backend passes the raw tf.Variable: look its Keras variable up.
+            keras_variable = self._trainable_variables[self._get_variable_index(variable)]
+            if keras_variable.path not in backbone_paths:
+                learning_rate = learning_rate * head_factor
+            return super().update_step(gradient, variable, learning_rate)
+
     model.compile(
-        optimizer=keras.optimizers.AdamW(
+        optimizer=TwoRateAdamW(
             learning_rate=FLAGS.learning_rate, weight_decay=0.0, epsilon=1e-8, clipnorm=2.0
         )
     )
@@ -254,24 +281,28 @@ def main(argv):
     sizes = {s: len(data[s][1]) for s in data}
     print(f"CMU-MOSI text: {sizes} ({'TFRecord ' + FLAGS.data if FLAGS.data else FLAGS.csd_dir})")
     results = {"sizes": sizes, "preset": preset, "sequence_length": FLAGS.sequence_length}
-    start = time.time()
-    results["ridge_probe"] = ridge_probe(data, preset, FLAGS.sequence_length)
-    results["ridge_probe"]["seconds"] = round(time.time() - start, 1)
-    print("ridge probe (frozen MiniLM, mean-pooled):", json.dumps(results["ridge_probe"]["test"]))
+    if not FLAGS.skip_ridge:
+        start = time.time()
+        results["ridge_probe"] = ridge_probe(data, preset, FLAGS.sequence_length)
+        results["ridge_probe"]["seconds"] = round(time.time() - start, 1)
+        print("ridge probe (frozen MiniLM, mean-pooled):", json.dumps(results["ridge_probe"]["test"]))
     if not FLAGS.skip_crosssent:
         results["crosssent"] = fine_tune_crosssent(data, preset, FLAGS.output_dir)
+        results["crosssent"]["model"] = FLAGS.model
         results["crosssent"]["flags"] = {
             "epochs": FLAGS.epochs,
             "batch_size": FLAGS.batch_size,
             "learning_rate": FLAGS.learning_rate,
+            "head_learning_rate": FLAGS.head_learning_rate,
             "seed": FLAGS.seed,
         }
-        print("CrossSent (fine-tuned MiniLM):", json.dumps(results["crosssent"]["test"]))
+        print(f"{FLAGS.model} (fine-tuned MiniLM):", json.dumps(results["crosssent"]["test"]))
         keys = ("mae", "acc2_has0", "acc2_non0")
-        r, c = results["ridge_probe"]["test"], results["crosssent"]["test"]
         print("\n| test | " + " | ".join(keys) + " |")
-        print("| ridge probe | " + " | ".join(f"{r[k]:.4f}" for k in keys if k in r) + " |")
-        print("| CrossSent | " + " | ".join(f"{c[k]:.4f}" for k in keys if k in c) + " |")
+        for name, key in (("ridge probe", "ridge_probe"), ("CrossSent", "crosssent")):
+            if key in results:
+                r = results[key]["test"]
+                print(f"| {name} | " + " | ".join(f"{r[k]:.4f}" for k in keys if k in r) + " |")
     with open(os.path.join(FLAGS.output_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=float)
     print(f"Wrote {os.path.join(FLAGS.output_dir, 'results.json')}")

@@ -44,8 +44,21 @@ def predict_dataset(model, dataset):
     )
 
 
+#: Suffix of the CH-SIMS ordinal metrics on 3 levels round(y) in {-1, 0, 1}
+#: (`qwk_l3`, `jump2plus_l3`, `mean_abs_jump_l3`), reported beside the
+#: 5-level ones (`qwk`, ...) when the scale is "sims".
+SIMS_3_LEVEL_SUFFIX = "_l3"
+
+
 def task_metrics(predictions, targets, scale="mosi"):
-    """All metrics of the task the targets imply (docs/metrics.md), as floats."""
+    """All metrics of the task the targets imply (docs/metrics.md), as floats.
+
+    Sentiment: the regression metrics of `scale` and the ordinal ones; on
+    CH-SIMS ("sims") the ordinal metrics come on both level sets of seed
+    001: 5 levels (`qwk`, `jump2plus`, `mean_abs_jump`) and 3 levels (the
+    same names + `_l3`). Humour: `humor` predictions `[N, 2]` (two logits,
+    decided by argmax) or `[N]` / `[N, 1]` scores.
+    """
     from keras_msa import metrics as M
 
     task = infer_task(targets)
@@ -54,11 +67,17 @@ def task_metrics(predictions, targets, scale="mosi"):
     if task == "emotions":
         return M.iemocap_metrics(predictions["emotions"], targets["emotions"])
     if task == "humor":
-        return M.humor_metrics(predictions["humor"].reshape(-1), targets["humor"].reshape(-1))
+        humor = predictions["humor"]
+        if not (humor.ndim == 2 and humor.shape[-1] == 2):
+            humor = humor.reshape(-1)
+        return M.humor_metrics(humor, targets["humor"].reshape(-1))
     p = predictions["sentiment"].reshape(-1)
     t = targets["sentiment"].reshape(-1)
     out = dict(M.regression_metrics(p, t, scale=scale))
     out.update(M.ordinal_metrics(p, t, scale=scale))
+    if str(scale).lower() == "sims":
+        three = M.ordinal_metrics(p, t, scale=scale, sims_levels=3)
+        out.update({f"{k}{SIMS_3_LEVEL_SUFFIX}": v for k, v in three.items()})
     return {k: float(v) for k, v in out.items()}
 
 

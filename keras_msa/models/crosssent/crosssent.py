@@ -3,13 +3,13 @@ from keras import layers
 from keras import ops
 
 from keras_msa.layers.gated_residual_adapter import GatedResidualAdapter
-from keras_msa.layers.text_backbone import TextBackbone
 from keras_msa.losses.cosine_ramp_up import cosine_ramp_up
 from keras_msa.losses.error_interval_ordinal_inconsistency import ErrorIntervalOrdinalInconsistency
 from keras_msa.losses.monotonic_pairwise_ranking import MonotonicPairwiseRanking
 from keras_msa.models.base import MSAModel
 from keras_msa.models.base import get_modality
 from keras_msa.models.base import register_model
+from keras_msa.models.text_backbone_mode import TextBackboneMode
 from keras_msa.utils.masks import masked_mean
 
 _POOLINGS = ("first", "mean")
@@ -63,7 +63,7 @@ class LinearWarmupDecay(keras.callbacks.Callback):
 
 @register_model("crosssent")
 @keras.saving.register_keras_serializable(package="keras_msa")
-class CrossSent(MSAModel):
+class CrossSent(TextBackboneMode, MSAModel):
     """CrossSent: GMRA inside a text encoder, trained with MSE + MPR + EIOI.
 
     Seed 001 (Liu et al., "CrossSent: Cross-Modal Attention with Pairwise
@@ -232,22 +232,9 @@ class CrossSent(MSAModel):
         super().__init__(**kwargs)
         if pooling not in _POOLINGS:
             raise ValueError(f"CrossSent: pooling must be one of {_POOLINGS}; got {pooling!r}.")
-        if isinstance(text_backbone, dict):
-            text_backbone = keras.saving.deserialize_keras_object(text_backbone)
-        if text_backbone is None and backbone_preset is not None:
-            text_backbone = TextBackbone.from_preset(
-                backbone_preset,
-                sequence_length=sequence_length,
-                fine_tune=True if fine_tune is None else fine_tune,
-            )
-        elif text_backbone is not None and fine_tune is not None:
-            text_backbone.set_fine_tune(fine_tune)
-        if text_backbone is not None:
-            fine_tune = text_backbone.fine_tune
-        self.text_backbone = text_backbone
-        self.backbone_preset = backbone_preset
-        self.sequence_length = sequence_length
-        self.fine_tune = fine_tune
+        self._init_text_backbone(
+            text_backbone, backbone_preset, sequence_length, fine_tune, uses_pooler=pooling == "first"
+        )
         self.num_layers = num_layers
         self.num_attention_heads = num_attention_heads
         self.intermediate_dim = intermediate_dim
@@ -271,17 +258,9 @@ class CrossSent(MSAModel):
         self.use_mpr = use_mpr
         self.use_eioi = use_eioi
 
-        self._pooled_dense = None
         if self.text_backbone is not None:
             self.hidden_dim = self.text_backbone.hidden_dim
             depth = self.text_backbone.num_layers
-            pooler = getattr(self.text_backbone.backbone, "pooled_dense", None)
-            if pooler is not None and pooling == "first":
-                self._pooled_dense = pooler
-            elif pooler is not None:
-                # Unused under mean pooling: freezing it keeps the optimizer
-                # from reporting weights without gradients.
-                pooler.trainable = False
         else:
             import keras_hub
 
@@ -351,18 +330,6 @@ class CrossSent(MSAModel):
             self.gmra.build((None, None, d), tuple(input_shape["audio"]), tuple(input_shape["vision"]))
         self.head.build((None, d))
         self.built = True
-
-    @property
-    def _default_save_signature(self):
-        # Keras' automatic SavedModel signature declares every input float32,
-        # which cannot trace raw strings; exports write their own signature.
-        if self.text_backbone is not None:
-            return None
-        return super()._default_save_signature
-
-    @property
-    def mode(self):
-        return "backbone" if self.text_backbone is not None else "features"
 
     def _text_layers(self, inputs, training):
         """`(hidden, mask, apply_layer(i, h))` for the configured text mode."""
@@ -466,16 +433,7 @@ class CrossSent(MSAModel):
         config = super().get_config()
         config.update(
             {
-                "text_backbone": (
-                    None
-                    if self.text_backbone is None
-                    else keras.saving.serialize_keras_object(self.text_backbone)
-                ),
-                # The backbone travels as a serialized layer (weights and
-                # vocabulary in the .keras file), never as a path to reload.
-                "backbone_preset": None,
-                "sequence_length": self.sequence_length,
-                "fine_tune": self.fine_tune,
+                **self._text_backbone_config(),
                 "hidden_dim": self.hidden_dim,
                 "num_layers": self.num_layers,
                 "num_attention_heads": self.num_attention_heads,

@@ -10,6 +10,7 @@ from keras_msa.models.base import MODALITIES
 from keras_msa.models.base import MSAModel
 from keras_msa.models.base import get_modality
 from keras_msa.models.base import register_model
+from keras_msa.models.text_backbone_mode import TextBackboneMode
 from keras_msa.utils.masks import masked_mean
 from keras_msa.utils.masks import masked_rnn
 
@@ -21,7 +22,7 @@ PHQ8_SCALE = 25.0
 
 @register_model("ssgdl")
 @keras.saving.register_keras_serializable(package="keras_msa")
-class SSGDL(MSAModel):
+class SSGDL(TextBackboneMode, MSAModel):
     """SSGDL: Scale-Selectable Global and Discrepancy Learning network.
 
     Seed 000 (Scale-Selectable Global and Discrepancy Learning Network for
@@ -48,6 +49,14 @@ class SSGDL(MSAModel):
     --format=avec` writes by default (the AVEC reader adds text only when a
     word-feature set is named): audio is then the anchor, the CS-DSA map has
     2 rows and PS-MDL 2 secondaries.
+
+    Text modes: **features** (default) reads `text` [B, T, D_t] +
+    `text_mask`; **backbone** (`text_backbone` or `backbone_preset`, any
+    keras-hub BERT / RoBERTa preset directory; seed 000 uses RoBERTa) reads
+    raw sentences under `text_raw` (tokenized in the graph) or
+    `text_token_ids` + `text_padding_mask`: the backbone's last hidden states
+    are the text sequence (fine-tuned with the rest unless `fine_tune=False`)
+    and its padding mask the text mask (the timeline when text is the anchor).
 
     Tasks:
 
@@ -84,6 +93,15 @@ class SSGDL(MSAModel):
         task: `"sentiment"` or `"phq8"`.
         task_loss: loss of the sentiment task (`"mse"`).
         modalities: the modalities read, anchor first (text, audio, vision).
+        text_backbone: a `TextBackbone` (or its serialized config) for
+            backbone mode; needs "text" among `modalities`.
+        backbone_preset: keras-hub preset or directory to load a
+            `TextBackbone` from (used only when `text_backbone` is None).
+        sequence_length: tokens per sentence (special tokens included) when
+            loading `backbone_preset`.
+        fine_tune: False freezes the backbone, True trains it; None keeps
+            the given `text_backbone`'s setting (a backbone loaded from
+            `backbone_preset` is then fine-tuned).
         **kwargs: `MSAModel` arguments (`name`, `dtype`, ...).
 
     Example:
@@ -130,6 +148,10 @@ class SSGDL(MSAModel):
         task="sentiment",
         task_loss="mse",
         modalities=MODALITIES,
+        text_backbone=None,
+        backbone_preset=None,
+        sequence_length=50,
+        fine_tune=None,
         **kwargs,
     ):
         super().__init__(task_loss=task_loss, **kwargs)
@@ -153,6 +175,11 @@ class SSGDL(MSAModel):
             m not in MODALITIES for m in self.modalities
         ):
             raise ValueError(f"modalities must be distinct names from {MODALITIES}; got {modalities}.")
+        self._init_text_backbone(text_backbone, backbone_preset, sequence_length, fine_tune)
+        if self.text_backbone is not None and "text" not in self.modalities:
+            raise ValueError(
+                f"SSGDL: a text backbone needs 'text' among modalities; got {self.modalities}."
+            )
 
         d = self.hidden_dim
         self.projections = {
@@ -183,12 +210,23 @@ class SSGDL(MSAModel):
         self.head_dropout = layers.Dropout(self.dropout)
         self.head = layers.Dense(1, dtype="float32", name="score_head")
 
+    def build(self, input_shape):
+        # Built by running once on a small batch of these shapes (the
+        # sublayers' widths follow from the data); explicit, so that a
+        # reloaded `.keras` file, raw text included, has every weight before
+        # they are restored.
+        self._build_by_dummy_call(input_shape)
+        self.built = True
+
     def _sequences(self, inputs, training):
         anchor = self.modalities[0]
         seqs = {}
         masks = {}
         for m in self.modalities:
-            x, mask = get_modality(inputs, m)
+            if m == "text":
+                x, mask = self.text_sequence(inputs, training=training)
+            else:
+                x, mask = get_modality(inputs, m)
             if len(x.shape) != 3:
                 raise ValueError(f"'{m}' must be [batch, time, dim]; got shape {tuple(x.shape)}.")
             if len(mask.shape) != 2:
@@ -286,6 +324,7 @@ class SSGDL(MSAModel):
                 "dynamic_scale": self.dynamic_scale,
                 "task": self.task,
                 "modalities": list(self.modalities),
+                **self._text_backbone_config(),
             }
         )
         return config

@@ -12,11 +12,14 @@ from keras_msa.models.base import MODALITIES
 from keras_msa.models.base import MSAModel
 from keras_msa.models.base import get_modality
 from keras_msa.models.base import register_model
+from keras_msa.models.text_backbone_mode import TextBackboneMode
 from keras_msa.utils.masks import masked_mean
 from keras_msa.utils.masks import masked_rnn
 from keras_msa.utils.masks import zero_masked
 
 NON_TEXT = ("audio", "vision")
+
+TASKS = ("sentiment", "humor")
 
 
 def _sinusoid(length, dim, dtype):
@@ -42,7 +45,7 @@ def _zero_padding(x, mask):
 
 @register_model("tecafn")
 @keras.saving.register_keras_serializable(package="keras_msa")
-class TeCaFN(MSAModel):
+class TeCaFN(TextBackboneMode, MSAModel):
     """Text-centred cross-sample fusion network (TeCaFN, seed 004).
 
     Pipeline (seed 004, Section 3; `ARCHITECTURES.md`, TeCaFN):
@@ -52,8 +55,10 @@ class TeCaFN(MSAModel):
        encoder (`CrossModalEncoder` without context, Eqs. 2-3) on the raw
        features, then a one-layer unidirectional LSTM (Eq. 4). Text:
        precomputed BERT features, which already carry BERT's positional
-       embeddings (Eq. 1's t^pos), so none is added again. A temporal Conv1D
-       maps every modality to the common width d (Eq. 5).
+       embeddings (Eq. 1's t^pos), so none is added again; or, in backbone
+       mode, a pretrained BERT / RoBERTa (`TextBackbone`) run on the raw
+       sentences and fine-tuned with the rest (Algorithm 2's eta_bert). A
+       temporal Conv1D maps every modality to the common width d (Eq. 5).
     2. **Text-centred unimodal contrastive learning** (Eq. 6). Per pair
        (t, m), m in {a, v}, mappers f1, f2 (depth-wise Conv1D -> masked mean
        pool -> Dense) give q = f1(X_t), k = f2(X_m); L_tcon = L_ta + L_tv with
@@ -73,6 +78,21 @@ class TeCaFN(MSAModel):
     6. **Prediction** (Eq. 17): z_s = mean_t(TA) + mean_t(TV) -> MLP -> tanh,
        times `output_range` (3 for MOSI/MOSEI). **Objective** (Eqs. 18-19):
        L_task (MAE) + gamma1 (L_tcon + L_bicon) + gamma2 L_ap.
+
+    UR-FUNNY (`task="humor"`, Sec. 4.1-4.2): humour detection is binary, so
+    the head gives two logits `humor` [B, 2] (non-humorous, humorous) instead
+    of the tanh score, L_task is their softmax cross-entropy with the 0/1
+    label `humor` (the seed says only that UR-FUNNY is scored by binary
+    accuracy, ACC-2; the authors' code, which the seed links, trains the
+    two-way output with `CrossEntropyLoss` and decides by argmax), and
+    `sentiment` is the logit margin `l_1 - l_0` (positive = humorous). The
+    auxiliary terms are the same as for sentiment.
+
+    Text modes: **features** (default) reads `text` [B, T, D_t] + `text_mask`
+    (e.g. BERT features); **backbone** (`text_backbone` or `backbone_preset`,
+    any keras-hub BERT / RoBERTa preset directory) reads raw sentences under
+    `text_raw` (tokenized in the graph) or `text_token_ids` +
+    `text_padding_mask`, and the backbone's padding mask is the text mask.
 
     The auxiliary quantities (contrastive embeddings, pair logits and
     targets) are extra outputs of `call(..., training=True)`, and
@@ -117,7 +137,18 @@ class TeCaFN(MSAModel):
         positional_embeddings: add the sinusoidal embeddings of Eq. 1 to
             audio and vision.
         seed: seed of the replacement gates and random negatives.
-        task_loss: "mae" (Eq. 18) by default.
+        task: "sentiment" (regression, MOSI/MOSEI) or "humor" (UR-FUNNY,
+            binary; see above).
+        text_backbone: a `TextBackbone` (or its serialized config) for
+            backbone mode.
+        backbone_preset: keras-hub preset or directory to load a
+            `TextBackbone` from (used only when `text_backbone` is None).
+        sequence_length: tokens per sentence (special tokens included) when
+            loading `backbone_preset`.
+        fine_tune: False freezes the backbone, True trains it; None keeps
+            the given `text_backbone`'s setting (a backbone loaded from
+            `backbone_preset` is then fine-tuned).
+        task_loss: "mae" (Eq. 18) by default (sentiment task).
         **kwargs: `MSAModel` arguments.
 
     Example:
@@ -139,6 +170,10 @@ class TeCaFN(MSAModel):
     presets = {
         "mosi": {"replace_probability": 0.7, "num_hard_negatives": 3},
         "mosei": {"replace_probability": 0.4, "num_hard_negatives": 3},
+        # Seed 004 reports no UR-FUNNY settings beyond the task (binary, ACC-2,
+        # Sec. 4.2): p and num keep their defaults (Tables 6-7 tune them on
+        # MOSI and MOSEI only).
+        "urfunny": {"task": "humor"},
     }
 
     #: Seed 004 Table 5 rows -> constructor overrides.
@@ -184,10 +219,19 @@ class TeCaFN(MSAModel):
         hard_negatives_vision=True,
         positional_embeddings=True,
         seed=None,
+        task="sentiment",
+        text_backbone=None,
+        backbone_preset=None,
+        sequence_length=50,
+        fine_tune=None,
         task_loss="mae",
         **kwargs,
     ):
         super().__init__(task_loss=task_loss, **kwargs)
+        if task not in TASKS:
+            raise ValueError(f"TeCaFN: unknown task {task!r}; expected one of {TASKS}.")
+        self.task = task
+        self._init_text_backbone(text_backbone, backbone_preset, sequence_length, fine_tune)
         self.modalities = tuple(modalities)
         unknown = set(self.modalities) - set(MODALITIES)
         if "text" not in self.modalities or unknown:
@@ -276,7 +320,10 @@ class TeCaFN(MSAModel):
         self.fusion_norm = layers.LayerNormalization(epsilon=1e-5, name="fusion_norm")
         self.head_hidden = layers.Dense(d, activation="relu", name="head_hidden")
         self.head_dropout = layers.Dropout(self.dropout)
-        self.head = layers.Dense(1, kernel_initializer="zeros", dtype="float32", name="sentiment_head")
+        # Humour: two logits (non-humorous, humorous), as the authors' code.
+        self.head = layers.Dense(
+            2 if task == "humor" else 1, kernel_initializer="zeros", dtype="float32", name="sentiment_head"
+        )
 
     def _mapper(self, name):
         self.mapper_convs[name] = layers.DepthwiseConv1D(
@@ -298,14 +345,14 @@ class TeCaFN(MSAModel):
         # only the training path uses (mappers), so that a reloaded `.keras`
         # model has all its variables before its weights are restored.
         shapes = dict(input_shape)
-        for m in self.modalities:
+        for m in self.branches:
             if m not in shapes:
                 raise KeyError(
                     f"TeCaFN uses modality '{m}' but the batch has no '{m}' key "
                     f"(expected [batch, time, dim]); it holds {sorted(shapes)}."
                 )
         d = self.hidden_dim
-        todo = [(self.text_conv, (None, None, shapes["text"][-1]))]
+        todo = [(self.text_conv, self.text_feature_shape(shapes))]
         for m in self.branches:
             width = shapes[m][-1]
             todo += [
@@ -331,7 +378,7 @@ class TeCaFN(MSAModel):
 
     def encode(self, inputs, training=False):
         """Unimodal features X_m `[B, T_m, d]` and masks (Eqs. 1-5)."""
-        t, t_mask = get_modality(inputs, "text")
+        t, t_mask = self.text_sequence(inputs, training=training)
         # Text features are BERT outputs, which already carry BERT's own
         # positional embeddings (t^pos of Eq. 1): none is added again.
         feats = {"text": (_zero_padding(self.text_conv(_zero_padding(t, t_mask)), t_mask), t_mask)}
@@ -389,7 +436,12 @@ class TeCaFN(MSAModel):
             # "w/o V, A": only the text is left to predict from.
             z = masked_mean(x_t, t_mask)
         h = self.head_dropout(self.head_hidden(self.fusion_norm(z)), training=training)
-        outputs["sentiment"] = self.output_range * ops.tanh(self.head(h))
+        if self.task == "humor":
+            logits = self.head(h)
+            outputs["humor"] = logits
+            outputs["sentiment"] = logits[:, 1:] - logits[:, :1]
+        else:
+            outputs["sentiment"] = self.output_range * ops.tanh(self.head(h))
         return outputs
 
     def attention_maps(self, inputs):
@@ -409,6 +461,21 @@ class TeCaFN(MSAModel):
 
     def attention_axes(self):
         return {f"text_from_{m}": ("layer", "head", "time:text", f"time:{m}") for m in self.branches}
+
+    def primary_loss(self, x, y, y_pred):
+        if self.task != "humor":
+            return super().primary_loss(x, y, y_pred)
+        if "humor" not in y:
+            raise KeyError(
+                f"TeCaFN(task='humor') needs a 'humor' target [batch, 1] of 0/1 labels "
+                f"(UR-FUNNY); the targets hold: {sorted(y)}."
+            )
+        labels = ops.cast(ops.reshape(y["humor"], (-1,)), "int32")
+        return ops.mean(
+            keras.losses.sparse_categorical_crossentropy(
+                labels, ops.cast(y_pred["humor"], "float32"), from_logits=True
+            )
+        )
 
     def auxiliary_losses(self, x, y, y_pred, training=True):
         losses = {}
@@ -480,6 +547,8 @@ class TeCaFN(MSAModel):
                 "hard_negatives_vision": self.hard_negatives_vision,
                 "positional_embeddings": self.positional_embeddings,
                 "seed": self.seed,
+                "task": self.task,
+                **self._text_backbone_config(),
             }
         )
         return config
