@@ -345,11 +345,13 @@ def carve_validation(train, n_train, fraction, seed, batch_size):
     table = tf.constant(is_valid)
     base = train.unbatch().enumerate()
 
-    def take(want):
+    def take(want, n):
         picked = base.filter(lambda i, example: tf.equal(tf.gather(table, i), want))
-        return picked.map(lambda i, example: example).batch(batch_size)
+        batches = picked.map(lambda i, example: example).batch(batch_size)
+        # A filter hides the length; Keras needs it to know where an epoch ends.
+        return batches.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
 
-    return take(False), take(True), n_valid
+    return take(False, n_train - n_valid), take(True, n_valid), n_valid
 
 
 def build_model(config):
@@ -483,8 +485,10 @@ def _train(config, datasets, info, protocol):
         train_part, valid_part, n_valid = carve_validation(
             datasets["train"], n_all, config.validation_fraction, config.validation_seed, config.batch_size)
         if loaded and not use_custom:
-            train_part = train_part.unbatch().shuffle(n_all - n_valid, seed=config.seed,
-                                                      reshuffle_each_iteration=True).batch(config.batch_size)
+            n_left = n_all - n_valid
+            train_part = train_part.unbatch().shuffle(n_left, seed=config.seed, reshuffle_each_iteration=True)
+            train_part = train_part.batch(config.batch_size).apply(
+                tf.data.experimental.assert_cardinality(-(-n_left // config.batch_size)))
         datasets = dict(datasets, train=train_part, valid=valid_part)
         info["sizes"].update(train=n_all - n_valid, valid=n_valid)
         validation_split = {"source": "carved from train", "size": n_valid, "train_size": n_all - n_valid,
