@@ -21,7 +21,10 @@ class LinearWarmupDecay(keras.callbacks.Callback):
 
     Needs the number of steps per epoch (`fit` knows it for finite datasets);
     without it, or when the optimizer already follows a schedule, the
-    callback leaves the learning rate alone.
+    callback leaves the learning rate alone. Its step count lives in Python
+    and restarts with every `fit`: for runs that resume from checkpoints use
+    `keras_msa.training.protocol.WarmupLinearDecay` (what `recipes/train.py`
+    does), a schedule of the optimizer's own step.
     """
 
     def __init__(self, proportion=0.4):
@@ -34,11 +37,15 @@ class LinearWarmupDecay(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         steps, epochs = self.params.get("steps"), self.params.get("epochs")
         self._total = steps * epochs if steps and epochs else None
+        # A LossScaleOptimizer (float16) holds the rate in its inner optimizer.
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
         if isinstance(
-            self.model.optimizer._learning_rate,
+            optimizer._learning_rate,
             keras.optimizers.schedules.LearningRateSchedule,
         ):
-            # The user already gave a schedule: leave it in charge.
+            # A schedule is in charge (recipes/train.py always gives one,
+            # keras_msa.training.protocol.WarmupLinearDecay, which also
+            # survives a restart): leave it alone.
             self._total = None
             return
         self._base = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
