@@ -168,6 +168,41 @@ class MSAModel(keras.Model):
     def set_epoch(self, epoch):
         self.epoch.assign(float(epoch))
 
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit` that also keeps `self.epoch` (the clock of the
+        loss schedules: CrossSent's ramp, M3SA's decaying weights) at the
+        epoch `fit` is in, `initial_epoch` included, so that a plain
+        `model.fit(...)` follows the schedules without the project's
+        callbacks. The counter is a model variable, so it is saved with the
+        weights and restored with a checkpoint."""
+        from keras_msa.training.callbacks import EpochSetter
+
+        callbacks = list(callbacks or [])
+        if not any(isinstance(cb, EpochSetter) for cb in callbacks):
+            callbacks.insert(0, EpochSetter())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def parameter_groups(self):
+        """`{group: [variables]}` trained at their own learning rate (e.g.
+        `"text_backbone"`: a pretrained encoder fine-tuned at the protocol's
+        `backbone_learning_rate`); none by default."""
+        return {}
+
+    def trace_key(self):
+        """Python state that changes what a compiled train step computes
+        (M3SA's chosen key modality). Training loops rebuild their compiled
+        step, and best-weight selection starts again, when it changes."""
+        return None
+
+    def checkpoint_state(self):
+        """JSON-able Python state a resumable checkpoint must carry besides
+        the variables (none by default)."""
+        return {}
+
+    def restore_checkpoint_state(self, state):
+        """Restores what `checkpoint_state` returned."""
+        del state
+
     def auxiliary_losses(self, x, y, y_pred, training=True):
         """Named scalar losses added to the task loss (none by default)."""
         return {}

@@ -6,6 +6,14 @@ import keras
 import numpy as np
 
 
+_UNSET = object()
+
+
+def _model_trace_key(model):
+    trace_key = getattr(model, "trace_key", None)
+    return trace_key() if callable(trace_key) else None
+
+
 class EpochSetter(keras.callbacks.Callback):
     """Sets `model.epoch` at the start of each epoch so that losses can follow
     schedules (ramp-ups, decaying weights) inside compiled train steps."""
@@ -58,6 +66,12 @@ class BestWeights(keras.callbacks.Callback):
         self.best_epoch = None
         self.best_weights = None
         self.wait = 0
+        # The model's `trace_key()` the current best was measured under.
+        self.trace_key = _UNSET
+
+    def on_train_begin(self, logs=None):
+        if self.trace_key is _UNSET:  # not restored from a checkpoint
+            self.trace_key = _model_trace_key(self.model)
 
     def _better(self, value):
         if self.best is None:
@@ -65,6 +79,13 @@ class BestWeights(keras.callbacks.Callback):
         return value < self.best if self.mode == "min" else value > self.best
 
     def on_epoch_end(self, epoch, logs=None):
+        key = _model_trace_key(self.model)
+        if key != self.trace_key:
+            # The model now computes something else (M3SA fixed its key
+            # modality): earlier epochs measured another function, so the
+            # selection and the patience start again.
+            self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
+            self.trace_key = key
         value = (logs or {}).get(self.monitor)
         if value is None or not np.isfinite(value):
             return

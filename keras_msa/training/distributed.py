@@ -156,6 +156,20 @@ class CustomLoop:
             if not self.model.optimizer.built:
                 self.model.optimizer.build(self.model.trainable_variables)
         self._train_fn = self._make_train_fn()
+        self._trace_key = self._model_trace_key()
+
+    def _model_trace_key(self):
+        trace_key = getattr(self.model, "trace_key", None)
+        return trace_key() if callable(trace_key) else None
+
+    def _retrace_if_changed(self):
+        """Rebuilds the compiled step when the model's Python state changed
+        what it computes (M3SA's key choice): the traced graph would keep
+        running, and updating, the old branches."""
+        key = self._model_trace_key()
+        if key != self._trace_key:
+            self._train_fn = self._make_train_fn()
+            self._trace_key = key
 
     def _replica_step(self, x, y):
         import tensorflow as tf
@@ -207,8 +221,10 @@ class CustomLoop:
             if hasattr(cb, "checkpoint_state"):
                 meta[str(i)] = cb.checkpoint_state()
             elif type(cb).__name__ == "BestWeights":
+                trace_key = getattr(cb, "trace_key", None)
                 meta[str(i)] = {"best": cb.best, "best_epoch": cb.best_epoch, "wait": cb.wait,
-                                "has_weights": cb.best_weights is not None}
+                                "has_weights": cb.best_weights is not None,
+                                "trace_key": trace_key if isinstance(trace_key, (str, type(None))) else None}
                 if cb.best_weights is not None:
                     for j, w in enumerate(cb.best_weights):
                         arrays[f"callback/{i}/{j}"] = np.asarray(w)
@@ -227,6 +243,8 @@ class CustomLoop:
                 cb.restore_checkpoint_state(state)
             elif type(cb).__name__ == "BestWeights":
                 cb.best, cb.best_epoch, cb.wait = state["best"], state["best_epoch"], state["wait"]
+                if "trace_key" in state:
+                    cb.trace_key = state["trace_key"]
                 if state["has_weights"]:
                     n = sum(1 for k in arrays if k.startswith(f"callback/{i}/"))
                     cb.best_weights = [arrays[f"callback/{i}/{j}"] for j in range(n)]
@@ -246,9 +264,10 @@ class CustomLoop:
         cb_arrays, cb_meta = self._callback_state(callbacks)
         arrays.update(cb_arrays)
         meta = dict(position)
+        model_state = self.model.checkpoint_state() if hasattr(self.model, "checkpoint_state") else {}
         meta.update(
             model_paths=model_paths, optimizer_paths=opt_paths, rng=rng_meta,
-            callbacks=cb_meta, fingerprint=fingerprint,
+            callbacks=cb_meta, fingerprint=fingerprint, model_state=model_state,
         )
         return checkpoints.save(position["global_step"], arrays, meta)
 
@@ -272,6 +291,9 @@ class CustomLoop:
             C.assign_from_arrays("model", self.model.variables, arrays, meta["model_paths"], "model")
             C.assign_from_arrays("optimizer", self.model.optimizer.variables, arrays,
                                  meta["optimizer_paths"], "optimizer")
+        if meta.get("model_state") and hasattr(self.model, "restore_checkpoint_state"):
+            # E.g. M3SA's chosen key: the unchosen branches freeze again.
+            self.model.restore_checkpoint_state(meta["model_state"])
         C.restore_rng_state(arrays, meta["rng"])
         self._restore_callback_state(callbacks, arrays, meta["callbacks"])
         return {k: meta[k] for k in ("epoch", "step_in_epoch", "global_step", "loss_sum",
@@ -323,6 +345,7 @@ class CustomLoop:
             loss_sum = position["loss_sum"] if start_step else 0.0
             loss_count = position["loss_count"] if start_step else 0
             model.set_epoch(epoch)
+            self._retrace_if_changed()
             cb_list.on_epoch_begin(epoch)
             dataset = make_dataset(epoch)
             if start_step:

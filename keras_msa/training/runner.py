@@ -39,13 +39,23 @@ class TrainConfig:
     model_config: dict = dataclasses.field(default_factory=dict)
     data: str = "synthetic"
     scale: str = None
-    epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
+    # The training protocol (issue 15): `None` = from the model's
+    # `training_presets[preset]`, else the project default
+    # (keras_msa/training/protocol.py); a value set here is a "flag".
+    epochs: int = None
+    batch_size: int = None
+    learning_rate: float = None
+    weight_decay: float = None
     clipnorm: float = None
-    patience: int = 10
-    seed: int = 1111
+    patience: int = None
+    seed: int = None
+    optimizer: str = None
+    epsilon: float = None
+    backbone_learning_rate: float = None
+    warmup_proportion: float = None
+    lr_decay: str = None
+    clipvalue: float = None
+    monitor: str = None
     output_dir: str = "runs/lfdnn"
     synthetic_seed: int = 0
     synthetic_sizes: dict = None
@@ -66,6 +76,10 @@ class TrainConfig:
     # Issue 18: model.keras holds the weights alone unless asked to keep the
     # optimizer (resumable runs use their own checkpoints, not model.keras).
     save_optimizer: bool = False
+    # Issue 15: data without a validation split get one carved from train
+    # (this fraction, drawn with this seed); the test split is never validated on.
+    validation_fraction: float = 0.1
+    validation_seed: int = 0
 
 
 # Config fields that may change between a run and its resumption.
@@ -101,11 +115,17 @@ def check_config(config):
     def is_int(v):
         return isinstance(v, int) and not isinstance(v, bool)
 
-    need(is_int(config.batch_size) and config.batch_size >= 1, "batch_size", "an integer >= 1", config.batch_size)
-    need(is_int(config.epochs) and config.epochs >= 1, "epochs", "an integer >= 1", config.epochs)
-    need(is_int(config.patience) and config.patience >= 0, "patience", "an integer >= 0", config.patience)
-    need(isinstance(config.learning_rate, (int, float)) and 0 < config.learning_rate < float("inf"),
+    need(config.batch_size is None or (is_int(config.batch_size) and config.batch_size >= 1), "batch_size",
+         "an integer >= 1", config.batch_size)
+    need(config.epochs is None or (is_int(config.epochs) and config.epochs >= 1), "epochs", "an integer >= 1",
+         config.epochs)
+    need(config.patience is None or (is_int(config.patience) and config.patience >= 0), "patience",
+         "an integer >= 0", config.patience)
+    need(config.learning_rate is None or (isinstance(config.learning_rate, (int, float))
+                                          and 0 < config.learning_rate < float("inf")),
          "learning_rate", "a finite number > 0", config.learning_rate)
+    need(isinstance(config.validation_fraction, (int, float)) and 0 < config.validation_fraction < 1,
+         "validation_fraction", "a number in (0, 1)", config.validation_fraction)
     need(is_int(config.checkpoint_every_steps) and config.checkpoint_every_steps >= 0,
          "checkpoint_every_steps", "an integer >= 0", config.checkpoint_every_steps)
     need(is_int(config.keep_checkpoints) and config.keep_checkpoints >= 1, "keep_checkpoints",
@@ -214,6 +234,11 @@ def load_data(config, splits=("train", "valid", "test"), shuffle_train=True):
     `shuffle_train=False` leaves the training split in file order (the custom
     loop shuffles each epoch itself, from the seed and the epoch number).
     """
+    from keras_msa.training.protocol import DEFAULT_PROTOCOL
+
+    # A config not yet resolved by `train` (evaluation) batches as the default protocol.
+    batch_size = config.batch_size or DEFAULT_PROTOCOL["batch_size"]
+    seed = DEFAULT_PROTOCOL["seed"] if config.seed is None else config.seed
     if config.data == "synthetic":
         from keras_msa.data.synthetic import make_synthetic_benchmark
 
@@ -226,7 +251,7 @@ def load_data(config, splits=("train", "valid", "test"), shuffle_train=True):
         )
         datasets = {
             s: bench[s].to_tf_dataset(
-                config.batch_size, shuffle=(s == "train" and shuffle_train), seed=config.seed
+                batch_size, shuffle=(s == "train" and shuffle_train), seed=seed
             )
             for s in splits
             if s in bench
@@ -256,8 +281,8 @@ def load_data(config, splits=("train", "valid", "test"), shuffle_train=True):
     for s in splits:
         if s in available:
             datasets[s] = load_split(
-                config.data, s, batch_size=config.batch_size, shuffle=(s == "train" and shuffle_train),
-                seed=config.seed,
+                config.data, s, batch_size=batch_size, shuffle=(s == "train" and shuffle_train),
+                seed=seed,
             )
     info = {"dataset": schema.get("dataset"), "scale": scale, "sizes": dict(available)}
     return datasets, info
@@ -276,20 +301,12 @@ def _count_samples(dataset):
 
 def _check_split_sizes(config, datasets, info):
     """Refuses, before the first epoch, a training split without samples and
-    a validation split (`valid`, else `test`) too small to validate on: after
-    an epoch of training would be too late to say so."""
+    a validation split too small to validate on: after an epoch of training
+    would be too late to say so. (The test split is not read here: nothing
+    looks at it before the final evaluation.)"""
     sizes = dict((info or {}).get("sizes") or {})
     where = f"--data={config.data}"
-    if "valid" in datasets:
-        val_split = "valid"
-    elif "test" in datasets:
-        val_split = "test"
-    else:
-        raise ValueError(
-            f"{where} has no 'valid' (or 'test') split to validate on: early stopping and the "
-            f"validation metrics need one. It has {sorted(datasets)}."
-        )
-    for split, least in (("train", 1), (val_split, MIN_VALIDATION_SAMPLES)):
+    for split, least in (("train", 1), ("valid", MIN_VALIDATION_SAMPLES)):
         n = sizes.get(split)
         if n is None:
             n = _count_samples(datasets[split])
@@ -303,6 +320,40 @@ def _check_split_sizes(config, datasets, info):
             )
 
 
+def carve_validation(train, n_train, fraction, seed, batch_size):
+    """Splits a validation set off a training split that has none.
+
+    `round(fraction * n_train)` examples (at least `MIN_VALIDATION_SAMPLES`),
+    chosen by `numpy.random.default_rng(seed)` from the example positions of
+    `train` (a batched `tf.data.Dataset` that must read in the same order
+    every time: `load_data(..., shuffle_train=False)`), become the validation
+    split; the rest stay in train. Returns `(train, valid, n_valid)`, both
+    batched with `batch_size`, train unshuffled.
+    """
+    import tensorflow as tf
+
+    n_train = int(n_train)
+    n_valid = max(MIN_VALIDATION_SAMPLES, int(round(fraction * n_train)))
+    if n_train - n_valid < 1:
+        raise ValueError(
+            f"The training split holds {n_train} samples and no validation split exists: carving "
+            f"{n_valid} for validation (--validation_fraction={fraction}) would leave none to train on. "
+            f"Convert the data with a 'valid' split or more training samples."
+        )
+    is_valid = np.zeros(n_train, bool)
+    is_valid[np.random.default_rng(int(seed)).choice(n_train, n_valid, replace=False)] = True
+    table = tf.constant(is_valid)
+    base = train.unbatch().enumerate()
+
+    def take(want, n):
+        picked = base.filter(lambda i, example: tf.equal(tf.gather(table, i), want))
+        batches = picked.map(lambda i, example: example).batch(batch_size)
+        # A filter hides the length; Keras needs it to know where an epoch ends.
+        return batches.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+
+    return take(False, n_train - n_valid), take(True, n_valid), n_valid
+
+
 def build_model(config):
     from keras_msa.models import get_model_class
 
@@ -313,13 +364,22 @@ def build_model(config):
     return cls(**overrides)
 
 
-def make_optimizer(config):
-    kwargs = {"learning_rate": config.learning_rate}
-    if config.clipnorm:
-        kwargs["clipnorm"] = config.clipnorm
-    if config.weight_decay:
-        return keras.optimizers.AdamW(weight_decay=config.weight_decay, **kwargs)
-    return keras.optimizers.Adam(**kwargs)
+def resolve_run_protocol(config):
+    """The training protocol of `config` (`keras_msa.training.protocol`):
+    the model's `training_presets[config.preset]` under the project defaults,
+    and every protocol field `config` sets as a `"flag"`. A `--weight_decay`
+    > 0 without `--optimizer` on an Adam protocol means AdamW (as the recipe
+    always did)."""
+    from keras_msa.models import get_model_class
+    from keras_msa.training.protocol import PROTOCOL_FIELDS
+    from keras_msa.training.protocol import resolve_protocol
+
+    overrides = {f: getattr(config, f) for f in PROTOCOL_FIELDS if getattr(config, f) is not None}
+    cls = get_model_class(config.model)
+    if overrides.get("weight_decay") and "optimizer" not in overrides:
+        if resolve_protocol(cls, config.preset)["optimizer"]["value"] == "adam":
+            overrides["optimizer"] = "adamw"
+    return resolve_protocol(cls, config.preset, overrides)
 
 
 def _use_custom_loop(config):
@@ -364,13 +424,20 @@ def train(config, datasets=None, info=None):
     from keras_msa.training.precision import determinism
     from keras_msa.training.precision import precision_policy
 
+    from keras_msa.training.protocol import protocol_values
+
     check_policy(config.mixed_precision or "float32")
     check_config(config)
+    try:
+        protocol = resolve_run_protocol(config)
+    except ValueError as e:
+        raise ValueError(f"--model={config.model} --preset={config.preset}: {e}") from None
+    config = dataclasses.replace(config, **protocol_values(protocol))
     with precision_policy(config.mixed_precision or "float32"), determinism(config.seed, config.deterministic):
-        return _train(config, datasets, info)
+        return _train(config, datasets, info, protocol)
 
 
-def _train(config, datasets, info):
+def _train(config, datasets, info, protocol):
     import tensorflow as tf
 
     from keras_msa.data.validation import assert_finite_dataset
@@ -397,10 +464,40 @@ def _train(config, datasets, info):
         raise NotADirectoryError(f"--output_dir={config.output_dir}: {existing} is a file, not a directory.")
     os.makedirs(output_dir, exist_ok=True)
 
-    if datasets is None:
+    from keras_msa.training.protocol import format_protocol
+    from keras_msa.training.protocol import make_optimizer
+    from keras_msa.training.protocol import monitor_mode
+
+    loaded = datasets is None
+    if loaded:
         datasets, info = load_data(config, shuffle_train=not use_custom)
     if "train" not in datasets:
         raise ValueError(f"--data={config.data} has no 'train' split; it has {sorted(datasets)}.")
+    info = dict(info or {})
+    info["sizes"] = dict(info.get("sizes") or {})
+    validation_split = {"source": "data", "size": info["sizes"].get("valid")}
+    if "valid" not in datasets:
+        # Never validate on test: carve a validation split off train instead.
+        if loaded:
+            # A fixed order, so that the carve is the same every epoch.
+            datasets.update(load_data(config, splits=("train",), shuffle_train=False)[0])
+        n_all = info["sizes"].get("train") or _count_samples(datasets["train"])
+        train_part, valid_part, n_valid = carve_validation(
+            datasets["train"], n_all, config.validation_fraction, config.validation_seed, config.batch_size)
+        if loaded and not use_custom:
+            n_left = n_all - n_valid
+            train_part = train_part.unbatch().shuffle(n_left, seed=config.seed, reshuffle_each_iteration=True)
+            train_part = train_part.batch(config.batch_size).apply(
+                tf.data.experimental.assert_cardinality(-(-n_left // config.batch_size)))
+        datasets = dict(datasets, train=train_part, valid=valid_part)
+        info["sizes"].update(train=n_all - n_valid, valid=n_valid)
+        validation_split = {"source": "carved from train", "size": n_valid, "train_size": n_all - n_valid,
+                            "fraction": config.validation_fraction, "seed": config.validation_seed}
+        if config.verbose:
+            print(f"--data={config.data} has no 'valid' split: {n_valid} of its {n_all} training samples "
+                  f"(--validation_fraction={config.validation_fraction}, --validation_seed="
+                  f"{config.validation_seed}) are the validation split; the test split is only evaluated "
+                  f"at the end.", flush=True)
     _check_split_sizes(config, datasets, info)
 
     first_inputs, first_targets = next(iter(datasets["train"]))[:2]
@@ -414,17 +511,34 @@ def _train(config, datasets, info):
     scale = info["scale"]
     policy = keras.mixed_precision.global_policy().name
 
+    n_train = info["sizes"].get("train")
+    if not n_train:
+        n_train = _count_samples(datasets["train"])
+    drop_remainder = use_custom and strategy.num_replicas_in_sync > 1
+    steps_per_epoch = steps_for(n_train, config.batch_size, drop_remainder)
+
+    monitor = config.monitor
+    if monitor is None:
+        monitor = monitor_for(task)[0][len("val_"):]
+        protocol["monitor"] = {"value": monitor, "source": "our choice",
+                               "note": "the task's selection metric (validation)"}
+    mode = monitor_mode(monitor)
+    monitor = f"val_{monitor}"
+    if config.verbose:
+        print(f"{config.model} training protocol (preset {config.preset or 'none'}):\n"
+              f"{format_protocol(protocol)}", flush=True)
+
     with strategy.scope():
         model = build_model(config)
         model(first_inputs)  # build with the data's shapes
+        optimizer = make_optimizer(protocol, steps_per_epoch, model.parameter_groups())
         model.compile(
-            optimizer=maybe_loss_scale(make_optimizer(config), policy),
+            optimizer=maybe_loss_scale(optimizer, policy),
             jit_compile=config.jit_compile and not use_custom,
         )
 
-    valid = datasets.get("valid") or datasets.get("test")
-    eval_fn = lambda m, ds: evaluate_model(m, ds, scale)  # noqa: E731
-    monitor, mode = monitor_for(task)
+    valid = datasets["valid"]
+    eval_fn = lambda m, ds: _evaluate_with_mse(m, ds, scale)  # noqa: E731
     best = BestWeights(monitor=monitor, mode=mode, patience=config.patience)
     history_cb = HistoryCSV(os.path.join(output_dir, "history.csv"))
     callbacks = [ValidationMetrics(valid, eval_fn), best]
@@ -440,11 +554,7 @@ def _train(config, datasets, info):
     resumed_from = None
     start = time.time()
     if use_custom:
-        n_train = (info.get("sizes") or {}).get("train")
-        if not n_train:
-            n_train = int(sum(int(tf.shape(b[1][next(iter(b[1]))])[0]) for b in datasets["train"]))
         base = datasets["train"].unbatch()
-        drop_remainder = strategy.num_replicas_in_sync > 1
         buffer = int(min(n_train, 100_000))
 
         def make_dataset(epoch):
@@ -461,7 +571,7 @@ def _train(config, datasets, info):
         loop = CustomLoop(model, strategy, jit_compile=config.jit_compile)
         loop.fit(
             make_dataset,
-            steps_per_epoch=steps_for(n_train, config.batch_size, drop_remainder),
+            steps_per_epoch=steps_per_epoch,
             epochs=config.epochs,
             callbacks=callbacks,
             checkpoints=checkpoints,
@@ -491,6 +601,13 @@ def _train(config, datasets, info):
         "scale": scale,
         "seed": config.seed,
         "epochs_run": len(history_cb.rows),
+        # What the loop was actually given (Keras passes it to every callback).
+        "epochs_budget": history_cb.params.get("epochs") if history_cb.params else None,
+        "steps_per_epoch": steps_per_epoch,
+        "train_batch_size": int(tf.shape(first_targets[next(iter(first_targets))])[0])
+        if isinstance(first_targets, dict) else int(tf.shape(first_targets)[0]),
+        "protocol": protocol,
+        "validation_split": validation_split,
         "best_epoch": None if best.best_epoch is None else best.best_epoch + 1,
         "train_seconds": round(train_seconds, 2),
         "params": int(model.count_params()),
@@ -503,7 +620,7 @@ def _train(config, datasets, info):
     }
     for split in ("valid", "test"):
         if split in datasets:
-            results[split] = evaluate_model(model, datasets[split], scale)
+            results[split] = _evaluate_with_mse(model, datasets[split], scale)
     if "bayes_mae" in info:
         results["bayes_mae"] = info["bayes_mae"]
         results["text_only_bayes_mae"] = info["text_only_bayes_mae"]
@@ -532,6 +649,20 @@ def _train(config, datasets, info):
         os.path.join(output_dir, "metrics.json"), json.dumps(results, indent=2, default=float)
     )
     return results, model
+
+
+def _evaluate_with_mse(model, dataset, scale):
+    """The task's metrics plus, for a sentiment score, the MSE (the
+    selection metric CrossSent's paper names)."""
+    from keras_msa.training.evaluation import predict_dataset
+    from keras_msa.training.evaluation import task_metrics
+
+    predictions, targets = predict_dataset(model, dataset)
+    metrics = task_metrics(predictions, targets, scale)
+    if "sentiment" in predictions and "sentiment" in targets and "mae" in metrics:
+        diff = predictions["sentiment"].reshape(-1).astype(np.float64) - targets["sentiment"].reshape(-1)
+        metrics["mse"] = float(np.mean(diff * diff))
+    return metrics
 
 
 def evaluate_saved_model(model_path, config, split="test"):

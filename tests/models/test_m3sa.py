@@ -194,7 +194,7 @@ def test_presets_and_config_roundtrip():
     model = M3SA.from_preset("sims", hidden_dim=20, key_modality="auto")
     assert model.dropout == 0.3 and model.hidden_dim == 20 and model.num_heads == 5
     assert M3SA.from_preset("mosi").dropout == 0.4
-    assert M3SA.training_presets["mosi"]["learning_rate"] == 5e-5
+    assert M3SA.training_presets["mosi"]["paper"]["learning_rate"] == 5e-5
     clone = M3SA.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     with pytest.raises(ValueError, match="no preset"):

@@ -195,8 +195,9 @@ def test_empty_or_tiny_validation_split_is_refused_before_the_first_epoch(tmp_pa
     info = dict(info, sizes={})
     with pytest.raises(ValueError, match=r"split 'valid' of --data=synthetic holds 0 samples"):
         train(config, datasets, info)
-    with pytest.raises(ValueError, match=r"no 'valid' \(or 'test'\) split"):
-        train(config, {"train": datasets["train"]}, info)
+    # A training split too small to carve a validation split from (issue 15: never validate on test).
+    with pytest.raises(ValueError, match=r"carving 2 for validation .* would leave none to train on"):
+        train(config, {"train": datasets["train"].take(1).unbatch().take(2).batch(2)}, info)
 
 
 def test_flags_that_cannot_make_a_run_are_named(tmp_path):

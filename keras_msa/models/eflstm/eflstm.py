@@ -46,6 +46,15 @@ class EFLSTM(MSAModel):
         "sims": {"hidden_dim": 64, "head_dim": 64, "dropout": 0.3},
     }
 
+    #: Training protocols (keras_msa/training/protocol.py): a baseline the
+    #: papers compare against without giving its training; the project's
+    #: defaults (Adam 1e-3, batch 32, 30 epochs, patience 10 on validation MAE).
+    training_presets = {
+        name: {"our choice": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32, "epochs": 30,
+                               "patience": 10, "monitor": "mae"}}
+        for name in presets
+    }
+
     def __init__(self, hidden_dim=64, head_dim=64, dropout=0.3, modalities=MODALITIES, **kwargs):
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim

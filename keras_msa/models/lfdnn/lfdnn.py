@@ -43,6 +43,15 @@ class LFDNN(MSAModel):
         "sims": {"hidden_dims": {"text": 128, "audio": 16, "vision": 128}, "fusion_dim": 128, "dropout": 0.2},
     }
 
+    #: Training protocols (keras_msa/training/protocol.py): a baseline the
+    #: papers compare against without giving its training; the project's
+    #: defaults (Adam 1e-3, batch 32, 30 epochs, patience 10 on validation MAE).
+    training_presets = {
+        name: {"our choice": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32, "epochs": 30,
+                               "patience": 10, "monitor": "mae"}}
+        for name in presets
+    }
+
     def __init__(
         self,
         hidden_dims=None,

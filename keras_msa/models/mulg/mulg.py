@@ -116,6 +116,18 @@ class MulG(MSAModel):
         },
     }
 
+    #: Training protocols (keras_msa/training/protocol.py) from seed 002
+    #: Table 1 (Adam, initial LR 1e-3, epochs and batch per dataset); the
+    #: paper gives no clipping, early stopping or selection metric.
+    training_presets = {
+        name: {
+            "paper": {"optimizer": "adam", "learning_rate": 1e-3, "epochs": epochs, "batch_size": batch},
+            "our choice": {"patience": 0},
+            "notes": {"patience": "0 = all epochs of Table 1; the best validation epoch is kept"},
+        }
+        for name, epochs, batch in (("mosi", 100, 128), ("mosei", 50, 16), ("iemocap", 50, 32))
+    }
+
     def __init__(
         self,
         hidden_dim=40,
