@@ -193,6 +193,7 @@ def fine_tune_crosssent(data, preset, output_dir):
     from keras_msa.training.callbacks import BestWeights
     from keras_msa.training.callbacks import EpochSetter
     from keras_msa.training.callbacks import ValidationMetrics
+    from keras_msa.training.protocol import GroupedAdamW
 
     keras.utils.set_random_seed(FLAGS.seed)
     overrides = json.loads(FLAGS.model_config)
@@ -226,22 +227,16 @@ def fine_tune_crosssent(data, preset, output_dir):
 
     train_ds, valid_ds, test_ds = dataset("train", True), dataset("valid", False), dataset("test", False)
     model(next(iter(valid_ds))[0])
-    backbone_paths = {w.path for w in model.text_backbone.trainable_weights}
-    head_factor = 1.0 if FLAGS.head_learning_rate is None else FLAGS.head_learning_rate / FLAGS.learning_rate
-
-    class TwoRateAdamW(keras.optimizers.AdamW):
-        # The backbone is pretrained, the head starts from scratch: the head
-        # runs at `head_factor` times the (warmed-up, decayed) backbone rate.
-        def update_step(self, gradient, variable, learning_rate):
-            # The TF backend passes the raw tf.Variable: look its Keras variable up.
-            keras_variable = self._trainable_variables[self._get_variable_index(variable)]
-            if keras_variable.path not in backbone_paths:
-                learning_rate = learning_rate * head_factor
-            return super().update_step(gradient, variable, learning_rate)
-
+    # The backbone is pretrained, the head starts from scratch: the head may
+    # run at its own rate (seed 004's eta_main beside eta_bert), through the
+    # protocol's parameter groups.
+    head_rate = FLAGS.learning_rate if FLAGS.head_learning_rate is None else FLAGS.head_learning_rate
+    groups = model.parameter_groups()
     model.compile(
-        optimizer=TwoRateAdamW(
-            learning_rate=FLAGS.learning_rate, weight_decay=0.0, epsilon=1e-8, clipnorm=2.0
+        optimizer=GroupedAdamW(
+            learning_rate=head_rate, weight_decay=0.0, epsilon=1e-8, clipnorm=2.0,
+            group_multipliers={g: FLAGS.learning_rate / head_rate for g in groups},
+            group_paths={g: [v.path for v in vs] for g, vs in groups.items()},
         )
     )
     best = BestWeights(monitor="val_mae", mode="min", patience=0)

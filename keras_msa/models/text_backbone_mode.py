@@ -85,6 +85,13 @@ class TextBackboneMode:
     def mode(self):
         return "backbone" if self.text_backbone is not None else "features"
 
+    def parameter_groups(self):
+        # The pretrained encoder learns at the protocol's backbone rate
+        # (keras_msa.training.protocol), the rest of the model at its own.
+        if self.text_backbone is None:
+            return {}
+        return {"text_backbone": list(self.text_backbone.trainable_variables)}
+
     @property
     def text_width(self):
         """Width of the text sequence the model reads: the backbone's hidden

@@ -448,12 +448,6 @@ class CrossSent(TextBackboneMode, MSAModel):
             )
         return losses
 
-    def parameter_groups(self):
-        # The pretrained encoder learns at the protocol's backbone rate.
-        if self.text_backbone is None:
-            return {}
-        return {"text_backbone": list(self.text_backbone.trainable_variables)}
-
     def training_callbacks(self, validation_data=None):
         if self.warmup_proportion and self.warmup_proportion > 0:
             return [LinearWarmupDecay(self.warmup_proportion)]
