@@ -423,7 +423,9 @@ def _train(config, datasets, info):
         )
 
     valid = datasets.get("valid") or datasets.get("test")
-    eval_fn = lambda m, ds: evaluate_model(m, ds, scale)  # noqa: E731
+    # The validation pass also gives the objective and each of its terms
+    # (`val_loss`, `val_<term>_loss`), beside the training ones (issue 15).
+    eval_fn = lambda m, ds: evaluate_model(m, ds, scale, losses=True)  # noqa: E731
     monitor, mode = monitor_for(task)
     best = BestWeights(monitor=monitor, mode=mode, patience=config.patience)
     history_cb = HistoryCSV(os.path.join(output_dir, "history.csv"))
