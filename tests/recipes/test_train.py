@@ -263,6 +263,8 @@ def test_epoch_line_shows_loss_terms_and_marks_improvements():
     assert line.format_line(4, dict(logs, val_mae=0.7)).endswith("*best*")
     acc = EpochLine(monitor="val_acc2", mode="max")
     assert acc.format_line(0, {"loss": 1.0, "val_acc2": 0.6}) == "epoch 1  loss 1.0000  val_acc2 0.6000 *best*"
+    # A single term is the loss itself.
+    assert acc.format_line(0, {"loss": 1.0, "task_loss": 1.0}) == "epoch 1  loss 1.0000"
     assert not acc.format_line(1, {"loss": 1.0, "val_acc2": 0.5}).endswith("*best*")
 
 
