@@ -17,9 +17,12 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from keras_msa.data import DATA_PLACE  # noqa: E402  (light: no TensorFlow)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "A .keras file written by recipes/train.py.", required=True)
-flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory.")
+flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory."
+                    f" Converted data live in {DATA_PLACE} by convention (e.g. data/mosi_unaligned).")
 flags.DEFINE_string("split", "test", "Split to evaluate.")
 flags.DEFINE_enum("scale", None, ["mosi", "mosei", "sims"], "Metric scale (default from the data).")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")

@@ -45,11 +45,14 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from keras_msa.data import DATA_PLACE  # noqa: E402  (light: no TensorFlow)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lfdnn", "Registered model name (lfdnn, eflstm, mulg, m3sa, tecafn, crosssent, ssgdl).")
 flags.DEFINE_string("preset", None, "Paper preset of the model (e.g. mosi, mosei, sims).")
 flags.DEFINE_string("model_config", "{}", "JSON dict of constructor overrides.")
-flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory.")
+flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory."
+                    f" Converted data live in {DATA_PLACE} by convention (e.g. data/mosi_unaligned).")
 flags.DEFINE_enum("scale", None, ["mosi", "mosei", "sims"], "Metric scale (default from the data).")
 flags.DEFINE_integer("epochs", 30, "Maximum epochs.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
