@@ -36,7 +36,6 @@ were written; `load_split` gives the padded, masked batches of DATA.md.
 
 import contextlib
 import datetime
-import hashlib
 import json
 import math
 import os
