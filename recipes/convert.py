@@ -1,9 +1,9 @@
 """Convert a dataset you already have into keras_msa's TFRecord + schema form.
 
     python recipes/convert.py --format=mmsa --input=MOSI/Processed/aligned_50.pkl \
-        --output=datasets/mosi/aligned_50 --dataset=mosi
-    python recipes/convert.py --format=mult --input=iemocap_data.pkl --output=datasets/iemocap/mult
-    python recipes/convert.py --format=csd --input=cmu_mosi/ --output=datasets/mosi/csd
+        --output=data/mosi_aligned_50 --dataset=mosi
+    python recipes/convert.py --format=mult --input=iemocap_data.pkl --output=data/iemocap
+    python recipes/convert.py --format=csd --input=cmu_mosi/ --output=data/mosi_words
 
 Formats: `mmsa` (MMSA pickles), `mult` (MulT pickles), `csd` (CMU-MultimodalSDK
 computational sequences), `avec` (AVEC 2019 DDS), `labelcsv` (MMSA-FET
@@ -22,7 +22,7 @@ split is refused (`--allow_empty_splits` to write evaluation-only data). The sum
 the reader made) is printed at the end and stored in `<output>/schema.json`
 with sha256 checksums of the source files. Then train on it:
 
-    python recipes/train.py --model=lfdnn --data=datasets/mosi/aligned_50
+    python recipes/train.py --model=lfdnn --data=data/mosi_aligned_50
 """
 
 import importlib
@@ -35,6 +35,8 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from keras_msa.data import DATA_PLACE  # noqa: E402  (light: no TensorFlow)
 
 #: format -> (module, reader function). Imported only when used, so formats
 #: whose reader is absent or broken do not stop the others.
@@ -49,7 +51,8 @@ READERS = {
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", None, sorted(READERS), "Input format.")
 flags.DEFINE_string("input", None, "Input file or directory.")
-flags.DEFINE_string("output", None, "Output directory (TFRecord shards + schema.json).")
+flags.DEFINE_string("output", None, "Output directory (TFRecord shards + schema.json), by convention "
+                    f"{DATA_PLACE} (e.g. data/mosi_unaligned); never the repository's datasets/ cards folder.")
 flags.DEFINE_string("dataset", None, "Dataset name (mosi, mosei, sims, simsv2, iemocap, urfunny, ...); "
                     "guessed by the reader when absent.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty --output.")
@@ -100,6 +103,28 @@ _HOW_TO_VALIDATE = {
 }
 
 
+def _refuse_cards_folder(output):
+    # The repository's datasets/ folder holds the dataset cards (README.md
+    # per dataset), not data; converted data go to DATA_PLACE.
+    cards = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
+    if not os.path.isfile(os.path.join(cards, "mosi", "README.md")):
+        return
+    out = os.path.realpath(os.path.abspath(output))
+    if out == os.path.realpath(cards) or out.startswith(os.path.realpath(cards) + os.sep):
+        raise ValueError(f"--output={output} is inside the repository's dataset cards folder ({cards}); "
+                         f"converted data go to {DATA_PLACE} (e.g. --output=data/mosi_unaligned).")
+
+
+def input_checksum(input_path, official=None, others=None):
+    """`keras_msa.data.checksums.identify` of `input_path` when it is a file
+    (a pickle, a `.csd`), else None (a directory of many files)."""
+    from keras_msa.data.checksums import identify
+
+    if not os.path.isfile(input_path):
+        return None
+    return identify(input_path, official=official, others=others)
+
+
 def convert(fmt, input_path, output, dataset=None, overwrite=False, examples_per_shard=1000,
             reader_options=None, progress=True, allow_empty_splits=()):
     """Reads `input_path` with the `fmt` reader and writes `output`; returns the schema.
@@ -134,6 +159,14 @@ def convert(fmt, input_path, output, dataset=None, overwrite=False, examples_per
     if not os.path.exists(input_path):
         raise FileNotFoundError(f"--input={input_path}: no such file or directory.")
     check_output(output, overwrite, protected=[input_path])
+    _refuse_cards_folder(output)
+    checksum = input_checksum(input_path)
+    if checksum is not None:
+        print(f"[convert] {checksum['message']}", file=sys.stderr if checksum["status"] == "mismatch" else sys.stdout,
+              flush=True)
+        if checksum["status"] == "mismatch":
+            print(f"[convert] warning: {os.path.basename(input_path)} does not match its published SHA-256; "
+                  f"converting it anyway.", file=sys.stderr, flush=True)
     # Held from before the read, so that a second conversion into the same
     # output fails now rather than after its own long read.
     with output_lock(output):
@@ -145,6 +178,10 @@ def convert(fmt, input_path, output, dataset=None, overwrite=False, examples_per
                   f"{_HOW_TO_VALIDATE.get(fmt, 'give the reader a valid split')}.", file=sys.stderr, flush=True)
         extra = {k: v for k, v in meta.items() if k not in ("dataset", "sources", "repairs", "label_ranges")}
         extra.update({"format": fmt, "input": os.path.abspath(input_path)})
+        if checksum is not None:
+            # In schema.json, so a converted dataset says which file it came from.
+            extra["input_sha256"] = {"sha256": checksum["sha256"], "status": checksum["status"],
+                                     "published_name": checksum["name"]}
         return write_dataset(
             output,
             splits,
@@ -176,27 +213,23 @@ def summary(schema, output):
     if "raw_text" in holds:
         lines.append(f"  raw_text: {holds['raw_text']}")
     lines.append(f"  labels: {', '.join(schema['labels'])}")
+    checksum = (schema.get("extra") or {}).get("input_sha256")
+    if checksum:
+        known = {"official": f"the official {checksum['published_name']}",
+                 "mismatch": f"NOT the published {checksum['published_name']}", "other": "a known other version",
+                 "unknown": "no published hash"}[checksum["status"]]
+        lines.append(f"  input sha256: {checksum['sha256']} ({known})")
     repairs = schema.get("repairs") or {}
     lines.append("  repairs: " + (", ".join(f"{k}={v}" for k, v in repairs.items()) if repairs else "none"))
     return "\n".join(lines)
 
 
-def quiet_start():
-    """Applies `--verbosity` before TensorFlow loads (keras_msa/utils/quiet.py,
-    loaded by path: importing the keras_msa package would import TensorFlow)."""
-    import importlib.util
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "keras_msa", "utils", "quiet.py")
-    spec = importlib.util.spec_from_file_location("keras_msa_quiet_start", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.quiet_start(FLAGS.verbosity)
-
-
 def main(argv):
     del argv
-    quiet_start()
+    # Before anything imports TensorFlow (`import keras_msa` does not).
+    from keras_msa.utils.quiet import quiet_start
+
+    quiet_start(FLAGS.verbosity)
     for name in ("format", "input", "output"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required.")

@@ -33,8 +33,11 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from keras_msa.data import DATA_PLACE  # noqa: E402  (light: no TensorFlow)
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", None, "Converted CMU-MOSI TFRecord directory with raw text (optional).")
+flags.DEFINE_string("data", None, "Converted CMU-MOSI TFRecord directory with raw text (optional)."
+                    f" Converted data live in {DATA_PLACE} by convention (e.g. data/mosi_unaligned).")
 flags.DEFINE_string(
     "csd_dir",
     os.path.join(os.environ.get("KERAS_MSA_DATA_DIR", "../shared/data"), "cmu_mosi"),

@@ -17,9 +17,12 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from keras_msa.data import DATA_PLACE  # noqa: E402  (light: no TensorFlow)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "A .keras file written by recipes/train.py.", required=True)
-flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory.")
+flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory."
+                    f" Converted data live in {DATA_PLACE} by convention (e.g. data/mosi_unaligned).")
 flags.DEFINE_string("split", "test", "Split to evaluate.")
 flags.DEFINE_enum("scale", None, ["mosi", "mosei", "sims"], "Metric scale (default from the data).")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
@@ -30,22 +33,12 @@ flags.DEFINE_string("synthetic_options", None, "JSON dict of extra make_syntheti
                     "(as given to recipes/train.py, e.g. '{\"text_dim\": 16}').")
 
 
-def quiet_start():
-    """Applies `--verbosity` before TensorFlow loads (keras_msa/utils/quiet.py,
-    loaded by path: importing the keras_msa package would import TensorFlow)."""
-    import importlib.util
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "keras_msa", "utils", "quiet.py")
-    spec = importlib.util.spec_from_file_location("keras_msa_quiet_start", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.quiet_start(FLAGS.verbosity)
-
-
 def main(argv):
     del argv
-    quiet_start()
+    # Before anything imports TensorFlow (`import keras_msa` does not).
+    from keras_msa.utils.quiet import quiet_start
+
+    quiet_start(FLAGS.verbosity)
     from keras_msa.training.runner import TrainConfig
     from keras_msa.training.runner import check_config
     from keras_msa.training.runner import evaluate_saved_model

@@ -82,22 +82,12 @@ def probe_batch(model, batch_size=4, steps=20, seed=0):
     return batch
 
 
-def quiet_start():
-    """Applies `--verbosity` before TensorFlow loads (keras_msa/utils/quiet.py,
-    loaded by path: importing the keras_msa package would import TensorFlow)."""
-    import importlib.util
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "keras_msa", "utils", "quiet.py")
-    spec = importlib.util.spec_from_file_location("keras_msa_quiet_start", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.quiet_start(FLAGS.verbosity)
-
-
 def main(argv):
     del argv
-    quiet_start()
+    # Before anything imports TensorFlow (`import keras_msa` does not).
+    from keras_msa.utils.quiet import quiet_start
+
+    quiet_start(FLAGS.verbosity)
     import math
 
     import numpy as np

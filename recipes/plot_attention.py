@@ -27,9 +27,12 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from keras_msa.data import DATA_PLACE  # noqa: E402  (light: no TensorFlow)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "A .keras file written by recipes/train.py.")
-flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory.")
+flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory."
+                    f" Converted data live in {DATA_PLACE} by convention (e.g. data/mosi_unaligned).")
 flags.DEFINE_string("split", "test", "Split the sample is taken from.")
 flags.DEFINE_integer("sample", 0, "Index of the sample within the split.")
 flags.DEFINE_list("maps", ["all"], "Maps to draw (names of model.attention_maps, e.g. text_from_audio) or 'all'.")

@@ -59,11 +59,14 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from keras_msa.data import DATA_PLACE  # noqa: E402  (light: no TensorFlow)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lfdnn", "Registered model name (lfdnn, eflstm, mulg, mult, m3sa, tecafn, crosssent, ssgdl).")
 flags.DEFINE_string("preset", None, "Paper preset of the model (e.g. mosi, mosei, sims).")
 flags.DEFINE_string("model_config", "{}", "JSON dict of constructor overrides.")
-flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory.")
+flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory."
+                    f" Converted data live in {DATA_PLACE} by convention (e.g. data/mosi_unaligned).")
 flags.DEFINE_enum("scale", None, ["mosi", "mosei", "sims"], "Metric scale (default from the data).")
 # The training protocol: unset = the --preset's protocol (the paper's table,
 # keras_msa/training/protocol.py), else the project default shown in [].
@@ -199,22 +202,12 @@ def format_summary(results):
     return "\n".join(lines)
 
 
-def quiet_start():
-    """Applies `--verbosity` before TensorFlow loads (keras_msa/utils/quiet.py,
-    loaded by path: importing the keras_msa package would import TensorFlow)."""
-    import importlib.util
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "keras_msa", "utils", "quiet.py")
-    spec = importlib.util.spec_from_file_location("keras_msa_quiet_start", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.quiet_start(FLAGS.verbosity)
-
-
 def main(argv):
     del argv
-    quiet_start()
+    # Before anything imports TensorFlow (`import keras_msa` does not).
+    from keras_msa.utils.quiet import quiet_start
+
+    quiet_start(FLAGS.verbosity)
     if FLAGS.logical_cpu_devices:
         # Before anything initialises TensorFlow's devices.
         from keras_msa.training.distributed import configure_logical_cpus

@@ -42,6 +42,8 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from keras_msa.data import DATA_PLACE  # noqa: E402  (light: no TensorFlow)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lfdnn", "Registered model name (lfdnn, eflstm, mulg, m3sa, tecafn, crosssent, ssgdl).")
 flags.DEFINE_string("preset", None, "Paper preset of the model (e.g. mosi, mosei, sims).")
@@ -54,7 +56,8 @@ flags.DEFINE_integer("factor", 3, "Hyperband: reduction factor between rounds.")
 flags.DEFINE_integer("hyperband_iterations", 1, "Hyperband: number of full sweeps.")
 flags.DEFINE_integer("tuner_seed", 0, "Seed of the search's sampling.")
 flags.DEFINE_bool("overwrite", False, "Start afresh instead of resuming a search in --output_dir.")
-flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory (needs a 'valid' split).")
+flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory (needs a 'valid' split)."
+                    f" Converted data live in {DATA_PLACE} by convention (e.g. data/mosi_unaligned).")
 flags.DEFINE_enum("scale", None, ["mosi", "mosei", "sims"], "Metric scale (default from the data).")
 flags.DEFINE_integer("epochs", 30, "Epochs of each random-search trial (unless searched).")
 flags.DEFINE_integer("batch_size", 32, "Batch size (unless searched).")

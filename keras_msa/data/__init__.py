@@ -11,6 +11,11 @@ import importlib
 
 from keras_msa.data.errors import DataFormatError
 
+#: Where converted datasets go by convention: `data/<name>` under the
+#: directory the recipes run from (e.g. `data/mosi_unaligned`), never the
+#: repository's `datasets/` folder, which holds the dataset cards only.
+DATA_PLACE = "data/<name>"
+
 _LAZY = {
     "write_dataset": "keras_msa.data.tfrecord",
     "read_schema": "keras_msa.data.tfrecord",
@@ -31,7 +36,7 @@ _LAZY = {
     "SyntheticBenchmark": "keras_msa.data.synthetic",
 }
 
-__all__ = ["DataFormatError"] + sorted(_LAZY)
+__all__ = ["DATA_PLACE", "DataFormatError"] + sorted(_LAZY)
 
 
 def __getattr__(name):

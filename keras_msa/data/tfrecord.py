@@ -36,7 +36,6 @@ were written; `load_split` gives the padded, masked batches of DATA.md.
 
 import contextlib
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -80,14 +79,9 @@ _KNOWN_KEYS = ("id", "raw_text") + MODALITIES + TOKEN_KEYS + tuple(TARGET_SHAPES
 
 
 def _sha256(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
+    from keras_msa.data.checksums import sha256_file
+
+    return sha256_file(path, chunk)
 
 
 def source_checksums(sources):

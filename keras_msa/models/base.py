@@ -99,6 +99,20 @@ def regression_loss(kind, y_true, y_pred):
     raise ValueError(f"Unknown task loss '{kind}': use 'mse', 'mae' or 'huber'.")
 
 
+class _Unsaved:
+    """Holds per-run state on a model out of Keras's saving walk and
+    attribute tracking: it is neither a layer's weight nor saved with it."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _batch_size(x):
+    """Rows of the batch dict `x` (the per-batch weight Keras gives `loss`)."""
+    first = next(v for v in keras.tree.flatten(x) if v is not None)
+    return ops.cast(ops.shape(first)[0], "float32")
+
+
 class MSAModel(keras.Model):
     """Base class: batch dict in, dict of named outputs out.
 
@@ -126,6 +140,14 @@ class MSAModel(keras.Model):
             0.0, trainable=False, dtype="float32", name="epoch"
         )
         self.loss_components = {}
+        # Each term of `compute_loss` as a metric, so `fit`, `evaluate` and
+        # the custom loop log `<term>_loss` per epoch. Made here, before any
+        # step is traced (and inside the distribution scope the model is built
+        # in); kept out of saved files and of `model.variables`: it is a run's
+        # state, not the model's.
+        from keras_msa.models.loss_terms import LossTerms
+
+        self._loss_terms = _Unsaved(LossTerms())
 
     @classmethod
     def from_preset(cls, preset, **overrides):
@@ -211,9 +233,33 @@ class MSAModel(keras.Model):
         """The task loss on the main output."""
         return regression_loss(self.task_loss, y["sentiment"], y_pred["sentiment"])
 
+    @property
+    def loss_term_tracker(self):
+        """The `LossTerms` metric that logs each term of `compute_loss`."""
+        holder = getattr(self, "_loss_terms", None)
+        return None if holder is None else holder.value
+
+    @property
+    def metrics(self):
+        metrics = super().metrics
+        tracker = self.loss_term_tracker
+        if tracker is not None and self.compiled:
+            # Right after `loss`, so logs and history.csv read loss, its terms, metrics.
+            at = 1 if metrics and metrics[0] is getattr(self, "_loss_tracker", None) else 0
+            metrics.insert(at, tracker)
+        return metrics
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
+        if sample_weight is not None:
+            raise ValueError(
+                f"{type(self).__name__}.compute_loss does not take sample_weight (passed by "
+                f"fit(sample_weight=...), fit(class_weight=...) or a dataset of (inputs, "
+                f"targets, weights)): its objective holds batch statistics with no per-example "
+                f"weight (ranking pairs, InfoNCE, correlation). Drop the weights, or resample "
+                f"the training data to weight examples."
+            )
         if not isinstance(y, dict):
             y = {"sentiment": y}
         total = self.primary_loss(x, y, y_pred)
@@ -227,6 +273,11 @@ class MSAModel(keras.Model):
             components["regularization"] = reg
             total = total + reg
         self.loss_components = components
+        tracker = self.loss_term_tracker
+        if tracker is not None and x is not None:
+            # Weighted by the batch size, as Keras weights `loss`: the terms'
+            # epoch means then sum to the epoch's `loss`.
+            tracker.update_state(components, sample_weight=_batch_size(x))
         return total
 
     def training_callbacks(self, validation_data=None):

@@ -104,7 +104,7 @@ class BestWeights(keras.callbacks.Callback):
 
 class EpochLine(keras.callbacks.Callback):
     """Prints one short line per epoch: the training objective, its terms
-    when the logs hold them (`<term>_loss`), and the selection metric, marked
+    when the logs hold several (`<term>_loss`), and the selection metric, marked
     `*best*` when it improves. Every other metric goes to history.csv (and
     TensorBoard), where thirteen numbers a line can be read.
 
@@ -132,7 +132,8 @@ class EpochLine(keras.callbacks.Callback):
             terms = [(k[: -len("_loss")], v) for k, v in logs.items()
                      if k.endswith("_loss") and not k.startswith("val_")]
             shown = f"loss {float(logs['loss']):.4f}"
-            if terms:
+            # One term is the loss itself: shown only when there are several.
+            if len(terms) > 1:
                 shown += " (" + ", ".join(f"{name} {float(v):.4f}" for name, v in terms) + ")"
             parts.append(shown)
         value = logs.get(self.monitor)

@@ -182,7 +182,9 @@ class CustomLoop:
             scaled = optimizer.scale_loss(loss / float(self.replicas))
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
-        return loss
+        # The named terms of this step's objective (compute_loss sets them
+        # while the step is traced), logged per epoch as `<term>_loss`.
+        return loss, dict(getattr(model, "loss_components", {}) or {})
 
     def _make_train_fn(self):
         import tensorflow as tf
@@ -197,7 +199,9 @@ class CustomLoop:
         def train_fn(iterator):
             batch = next(iterator)
             per_replica = strategy.run(step, args=(batch[0], batch[1]))
-            return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+            return tf.nest.map_structure(
+                lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None), per_replica
+            )
 
         return train_fn.python_function if self.run_eagerly else train_fn
 
@@ -296,8 +300,11 @@ class CustomLoop:
             self.model.restore_checkpoint_state(meta["model_state"])
         C.restore_rng_state(arrays, meta["rng"])
         self._restore_callback_state(callbacks, arrays, meta["callbacks"])
-        return {k: meta[k] for k in ("epoch", "step_in_epoch", "global_step", "loss_sum",
-                                     "loss_count", "stopped")}
+        position = {k: meta[k] for k in ("epoch", "step_in_epoch", "global_step", "loss_sum",
+                                         "loss_count", "stopped")}
+        # Checkpoints written before the terms were logged have none.
+        position["term_sums"] = dict(meta.get("term_sums") or {})
+        return position
 
     # ------------------------------------------------------------------- fit
     def fit(self, make_dataset, steps_per_epoch, epochs, callbacks=(), checkpoints=None,
@@ -329,7 +336,7 @@ class CustomLoop:
             epochs=epochs, steps=steps_per_epoch, verbose=0,
         )
         position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "loss_sum": 0.0,
-                    "loss_count": 0, "stopped": False}
+                    "loss_count": 0, "term_sums": {}, "stopped": False}
         if checkpoints is not None and checkpoints.latest():
             position = self.restore_checkpoint(checkpoints.latest(), callbacks, fingerprint)
             if verbose:
@@ -344,6 +351,7 @@ class CustomLoop:
             start_step = position["step_in_epoch"] if epoch == position["epoch"] else 0
             loss_sum = position["loss_sum"] if start_step else 0.0
             loss_count = position["loss_count"] if start_step else 0
+            term_sums = dict(position["term_sums"]) if start_step else {}
             model.set_epoch(epoch)
             self._retrace_if_changed()
             cb_list.on_epoch_begin(epoch)
@@ -353,18 +361,24 @@ class CustomLoop:
             iterator = iter(self.distribute(dataset))
             for step in range(start_step, steps_per_epoch):
                 cb_list.on_train_batch_begin(step)
-                loss = float(self._train_fn(iterator))
+                loss, terms = self._train_fn(iterator)
+                loss = float(loss)
                 loss_sum += loss
                 loss_count += 1
+                for name, value in terms.items():
+                    term_sums[name] = term_sums.get(name, 0.0) + float(value)
                 global_step += 1
                 cb_list.on_train_batch_end(step, {"loss": loss_sum / loss_count})
                 if (checkpoints is not None and checkpoint_every_steps
                         and global_step % checkpoint_every_steps == 0 and step + 1 < steps_per_epoch):
                     self.save_checkpoint(checkpoints, {
                         "epoch": epoch, "step_in_epoch": step + 1, "global_step": global_step,
-                        "loss_sum": loss_sum, "loss_count": loss_count, "stopped": False,
+                        "loss_sum": loss_sum, "loss_count": loss_count, "term_sums": term_sums,
+                        "stopped": False,
                     }, callbacks, fingerprint)
             logs = {"loss": loss_sum / max(1, loss_count)}
+            # Means over the same steps as `loss`, so they sum to it.
+            logs.update({f"{name}_loss": total / max(1, loss_count) for name, total in term_sums.items()})
             cb_list.on_epoch_end(epoch, logs)
             history.append(dict(logs))
             if verbose:
@@ -374,7 +388,8 @@ class CustomLoop:
             if checkpoints is not None:
                 self.save_checkpoint(checkpoints, {
                     "epoch": epoch, "step_in_epoch": 0, "global_step": global_step,
-                    "loss_sum": 0.0, "loss_count": 0, "stopped": bool(model.stop_training),
+                    "loss_sum": 0.0, "loss_count": 0, "term_sums": {},
+                    "stopped": bool(model.stop_training),
                 }, callbacks, fingerprint)
         cb_list.on_train_end()
         return history

@@ -30,7 +30,13 @@ def monitor_for(task):
 def predict_dataset(model, dataset):
     """Runs `model` over `(inputs, targets)` batches; returns numpy
     `(predictions, targets)` dicts concatenated over the dataset."""
+    preds, targets, _ = _run(model, dataset, with_losses=False)
+    return preds, targets
+
+
+def _run(model, dataset, with_losses):
     preds, targets = {}, {}
+    loss_sums, count = {}, 0
     for batch in dataset:
         inputs, y = batch[0], batch[1]
         out = model(inputs, training=False)
@@ -38,9 +44,20 @@ def predict_dataset(model, dataset):
             preds.setdefault(k, []).append(np.asarray(v, dtype=np.float32))
         for k, v in y.items():
             targets.setdefault(k, []).append(np.asarray(v))
+        if with_losses:
+            # Weighted by the batch size, as Keras weights `loss`.
+            n = int(np.asarray(next(iter(y.values()))).shape[0])
+            total = float(model.compute_loss(inputs, y, out, training=False))
+            loss_sums["loss"] = loss_sums.get("loss", 0.0) + total * n
+            for name, value in model.loss_components.items():
+                key = f"{name}_loss"
+                loss_sums[key] = loss_sums.get(key, 0.0) + float(value) * n
+            count += n
+    losses = {k: v / max(1, count) for k, v in loss_sums.items()}
     return (
         {k: np.concatenate(v) for k, v in preds.items()},
         {k: np.concatenate(v) for k, v in targets.items()},
+        losses,
     )
 
 
@@ -81,6 +98,14 @@ def task_metrics(predictions, targets, scale="mosi"):
     return {k: float(v) for k, v in out.items()}
 
 
-def evaluate_model(model, dataset, scale="mosi"):
-    preds, targets = predict_dataset(model, dataset)
-    return task_metrics(preds, targets, scale)
+def evaluate_model(model, dataset, scale="mosi", losses=False):
+    """The task's metrics on `dataset`; with `losses=True` also the model's
+    objective (`loss`) and each of its terms (`<term>_loss`, as
+    `MSAModel.compute_loss` names them, evaluation mode), from the same pass."""
+    if not losses:
+        preds, targets = predict_dataset(model, dataset)
+        return task_metrics(preds, targets, scale)
+    preds, targets, loss_values = _run(model, dataset, with_losses=True)
+    out = task_metrics(preds, targets, scale)
+    out.update(loss_values)
+    return out

@@ -6,60 +6,15 @@ The file is rewritten atomically after each epoch, so a run killed at any
 moment leaves a complete, readable history of its finished epochs.
 """
 
-import csv
-import io
-import math
-import os
 import time
 
 import keras
 
-from keras_msa.utils.files import atomic_write_text
-
-
-def write_history_csv(path, rows):
-    """Writes `rows` (list of dicts) as CSV through a temporary file renamed
-    over `path`. Columns: `epoch`, `loss`, then the other keys in order of
-    first appearance; a value missing in a row is written empty."""
-    columns = ["epoch", "loss"]
-    for row in rows:
-        for k in row:
-            if k not in columns:
-                columns.append(k)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in columns})
-    atomic_write_text(path, buf.getvalue(), newline="")
-
-
-def _cell(v):
-    if v is None:
-        return ""
-    if isinstance(v, float) and math.isnan(v):
-        return "nan"
-    return v
-
-
-def read_history_csv(path):
-    """Reads a history CSV back as `{column: [values]}` (floats; empty cells
-    become NaN, `epoch` stays an int)."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No history file at {path} (train with recipes/train.py first).")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = {k: [] for k in (reader.fieldnames or [])}
-        for row in reader:
-            for k in columns:
-                v = row.get(k, "")
-                if k == "epoch":
-                    columns[k].append(int(v))
-                else:
-                    columns[k].append(float(v) if v not in ("", None) else math.nan)
-    if "epoch" not in columns:
-        raise ValueError(f"{path} has no 'epoch' column; columns: {sorted(columns)}.")
-    return columns
+# The CSV files and the plots need no Keras (recipes/plot_history.py runs
+# without TensorFlow); they live apart and are re-exported here.
+from keras_msa.training.history_files import read_history_csv  # noqa: F401
+from keras_msa.training.history_files import write_history_csv
+from keras_msa.training.history_plot import plot_histories  # noqa: F401
 
 
 class HistoryCSV(keras.callbacks.Callback):
@@ -94,47 +49,3 @@ class HistoryCSV(keras.callbacks.Callback):
             row["epoch_seconds"] = round(time.time() - self._epoch_start, 3)
         self.rows = [r for r in self.rows if r["epoch"] != epoch + 1] + [row]
         write_history_csv(self.path, self.rows)
-
-
-def plot_histories(paths, output, metrics=None, title=None):
-    """Draws loss and validation-metric curves of the history files `paths`
-    into the PNG `output`; returns the list of validation columns drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    histories = [(p, read_history_csv(p)) for p in paths]
-    if metrics:
-        wanted = [m if m.startswith("val_") else f"val_{m}" for m in metrics]
-        for p, h in histories:
-            missing = [m for m in wanted if m not in h]
-            if missing:
-                raise ValueError(f"{p} has no column(s) {missing}; it holds {sorted(h)}.")
-    else:
-        wanted = []
-        for _, h in histories:
-            wanted += [k for k in h if k.startswith("val_") and k not in wanted]
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
-    for p, h in histories:
-        label = os.path.basename(os.path.dirname(os.path.abspath(p))) or p
-        if "loss" in h:
-            ax_loss.plot(h["epoch"], h["loss"], marker="o", ms=3, label=label)
-        for m in wanted:
-            if m in h:
-                name = m[len("val_"):]
-                ax_val.plot(h["epoch"], h[m], marker="o", ms=3,
-                            label=name if len(histories) == 1 else f"{label}: {name}")
-    ax_loss.set(xlabel="epoch", ylabel="training objective", title="loss")
-    ax_val.set(xlabel="epoch", ylabel="value", title="validation metrics")
-    for ax in (ax_loss, ax_val):
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    fig.savefig(output, dpi=100)
-    plt.close(fig)
-    return wanted

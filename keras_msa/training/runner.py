@@ -538,7 +538,9 @@ def _train(config, datasets, info, protocol):
         )
 
     valid = datasets["valid"]
-    eval_fn = lambda m, ds: _evaluate_with_mse(m, ds, scale)  # noqa: E731
+    # The validation pass also gives the objective and each of its terms
+    # (`val_loss`, `val_<term>_loss`), beside the training ones.
+    eval_fn = lambda m, ds: _evaluate_with_mse(m, ds, scale, losses=True)  # noqa: E731
     best = BestWeights(monitor=monitor, mode=mode, patience=config.patience)
     history_cb = HistoryCSV(os.path.join(output_dir, "history.csv"))
     callbacks = [ValidationMetrics(valid, eval_fn), best]
@@ -651,14 +653,22 @@ def _train(config, datasets, info, protocol):
     return results, model
 
 
-def _evaluate_with_mse(model, dataset, scale):
+def _evaluate_with_mse(model, dataset, scale, losses=False):
     """The task's metrics plus, for a sentiment score, the MSE (the
-    selection metric CrossSent's paper names)."""
+    selection metric CrossSent's paper names); with `losses=True` also the
+    objective and its terms (`loss`, `<term>_loss`), from the same pass."""
     from keras_msa.training.evaluation import predict_dataset
     from keras_msa.training.evaluation import task_metrics
 
-    predictions, targets = predict_dataset(model, dataset)
+    if losses:
+        from keras_msa.training.evaluation import _run
+
+        predictions, targets, loss_values = _run(model, dataset, with_losses=True)
+    else:
+        predictions, targets = predict_dataset(model, dataset)
+        loss_values = {}
     metrics = task_metrics(predictions, targets, scale)
+    metrics.update(loss_values)
     if "sentiment" in predictions and "sentiment" in targets and "mae" in metrics:
         diff = predictions["sentiment"].reshape(-1).astype(np.float64) - targets["sentiment"].reshape(-1)
         metrics["mse"] = float(np.mean(diff * diff))

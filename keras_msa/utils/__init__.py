@@ -1,9 +1,27 @@
-"""Small backend-neutral helpers shared by layers and models."""
+"""Small backend-neutral helpers shared by layers and models.
 
-from keras_msa.utils.masks import attention_mask
-from keras_msa.utils.masks import last_valid_step
-from keras_msa.utils.masks import masked_mean
-from keras_msa.utils.masks import masked_rnn
-from keras_msa.utils.masks import masked_softmax
-from keras_msa.utils.masks import sequence_mask
-from keras_msa.utils.masks import zero_masked
+The mask helpers load Keras on first use, so that `keras_msa.utils.quiet`
+and `keras_msa.utils.files` can be imported before TensorFlow (PEP 562).
+"""
+
+import importlib
+
+_LAZY = {
+    name: "keras_msa.utils.masks"
+    for name in (
+        "attention_mask", "last_valid_step", "masked_mean", "masked_rnn",
+        "masked_softmax", "sequence_mask", "zero_masked",
+    )
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_msa.utils' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

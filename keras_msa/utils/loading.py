@@ -84,7 +84,11 @@ def load_model(path, label=None, safe_mode=True):
     """
     import keras
 
-    import keras_msa  # noqa: F401  (registers the model classes)
+    import keras_msa
+
+    # `import keras_msa` is lazy: the classes a file names are registered
+    # with Keras once their subpackages are imported.
+    keras_msa.register_keras_objects()
 
     path = os.fspath(path)
     config = _check_archive(path, label)

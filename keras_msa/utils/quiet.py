@@ -3,8 +3,9 @@ probe's errors on machines without a GPU driver, and TensorFlow's Python
 warnings stay hidden unless `--verbosity` asks for them.
 
 Standard library only, because it must run before TensorFlow is imported
-(the C++ log level is read once, at import); the recipes load this file by
-its path, since importing the `keras_msa` package would import TensorFlow.
+(the C++ log level is read once, at import). `import keras_msa` and
+`keras_msa.utils` import neither Keras nor TensorFlow, so the recipes and the
+`keras-msa-*` console scripts import this module normally.
 
 Levels of `--verbosity` (absl's own flag, whose default is -1):
 

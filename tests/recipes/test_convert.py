@@ -150,3 +150,63 @@ def test_empty_or_absent_validation_split(tmp_path, convert, capsys, monkeypatch
     convert.convert("labelcsv", str(src), str(tmp_path / "csv"), progress=False)
     err = capsys.readouterr().err
     assert "no validation split" in err and "mark some rows of label.csv with mode=valid" in err
+
+
+def test_identify_official_other_mismatch_unknown(tmp_path):
+    import hashlib
+
+    from keras_msa.data.checksums import OFFICIAL
+    from keras_msa.data.checksums import identify
+
+    # The five hashes MMSA's README publishes, as 64 hex digits each.
+    assert len(OFFICIAL) == 5 and all(len(v) == 64 and int(v, 16) >= 0 for v in OFFICIAL.values())
+    good = tmp_path / "download" / "MOSI" / "Processed" / "unaligned_50.pkl"
+    good.parent.mkdir(parents=True)
+    good.write_bytes(b"features" * 1000)
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    table = {"MOSI/Processed/unaligned_50.pkl": digest}
+    # Any name: a file is recognised by its hash.
+    renamed = tmp_path / "mine.pkl"
+    renamed.write_bytes(good.read_bytes())
+    got = identify(str(renamed), official=table, others={})
+    assert (got["status"], got["name"], got["sha256"]) == ("official", "MOSI/Processed/unaligned_50.pkl", digest)
+    other = identify(str(renamed), official={}, others={digest: "MMSA 2021 re-release"})
+    assert other["status"] == "other" and "MMSA 2021 re-release" in other["message"]
+    # The published name with other bytes (a truncated download): warn, re-download.
+    good.write_bytes(b"features" * 999)
+    bad = identify(str(good), official=table, others={})
+    assert bad["status"] == "mismatch" and bad["name"] == "MOSI/Processed/unaligned_50.pkl"
+    assert "Re-download" in bad["message"] and digest in bad["message"]
+    assert bad["sha256"] == hashlib.sha256(good.read_bytes()).hexdigest()
+    assert identify(str(tmp_path / "mine.pkl"), official={}, others={})["status"] == "unknown"
+
+
+def test_convert_prints_and_stores_the_input_sha256(tmp_path, convert, capsys, monkeypatch):
+    import hashlib
+
+    from keras_msa.data import checksums
+
+    src = tmp_path / "MOSI" / "Processed" / "unaligned_50.pkl"
+    src.parent.mkdir(parents=True)
+    write_pickle(mmsa_arrays(aligned=False), src)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    # Named like MMSA's file but not the published bytes: converted, with a warning.
+    schema = convert.convert("mmsa", str(src), str(tmp_path / "out"), dataset="mosi", progress=False)
+    err = capsys.readouterr().err
+    assert "Re-download" in err and digest in err
+    saved = read_schema(str(tmp_path / "out"))["extra"]["input_sha256"]
+    assert saved == {"sha256": digest, "status": "mismatch", "published_name": "MOSI/Processed/unaligned_50.pkl"}
+    assert f"input sha256: {digest} (NOT the published" in convert.summary(schema, str(tmp_path / "out"))
+    # With its hash in the (injected) published table, it is the official file.
+    monkeypatch.setitem(checksums.OFFICIAL, "MOSI/Processed/unaligned_50.pkl", digest)
+    schema = convert.convert("mmsa", str(src), str(tmp_path / "out2"), dataset="mosi", progress=False)
+    out = capsys.readouterr()
+    assert "is the official MOSI/Processed/unaligned_50.pkl" in out.out and "Re-download" not in out.err
+    assert schema["extra"]["input_sha256"]["status"] == "official"
+
+
+def test_convert_refuses_the_dataset_cards_folder(tmp_path, convert):
+    src = write_pickle(mult_arrays(kind="iemocap"), tmp_path / "iemocap_data.pkl")
+    with pytest.raises(ValueError, match="dataset cards folder.*data/<name>"):
+        convert.convert("mult", src, os.path.join(ROOT, "datasets", "iemocap", "converted"), progress=False)
+    assert not os.path.exists(os.path.join(ROOT, "datasets", "iemocap", "converted"))

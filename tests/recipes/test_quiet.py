@@ -63,13 +63,93 @@ def test_export_recipe_is_quiet_by_default(tmp_path):
     assert "Exported" in out.stdout, out.stdout
 
 
-def test_quiet_start_hides_cuda_only_without_a_driver(monkeypatch):
-    import importlib.util
+def _quiet_env():
+    env = dict(os.environ)
+    for key in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES", "TF_CONFIG", "PYTHONWARNINGS"):
+        env.pop(key, None)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
 
-    spec = importlib.util.spec_from_file_location("quiet_under_test",
-                                                  os.path.join(ROOT, "keras_msa", "utils", "quiet.py"))
-    quiet = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quiet)
+
+def test_import_keras_msa_is_light_and_subpackages_load_on_use():
+    code = (
+        "import sys\n"
+        "import keras_msa, keras_msa.cli, keras_msa.utils.quiet, keras_msa.utils.files\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules)\n"
+        "assert 'models' in dir(keras_msa) and keras_msa.__version__\n"
+        "from keras_msa.utils.quiet import quiet_start\n"
+        "quiet_start(0)\n"
+        # Attribute access loads the subpackage (and registers its classes).
+        "assert keras_msa.models.CrossSent.__name__ == 'CrossSent'\n"
+        "assert keras_msa.layers.MaskedMeanPooling and keras_msa.utils.masked_mean\n"
+        "import keras\n"
+        "assert keras.saving.get_registered_object('keras_msa>CrossSent') is keras_msa.models.CrossSent\n"
+        "assert keras_msa.models.get_model_class('m3sa').__name__ == 'M3SA'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_quiet_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+    # quiet_start ran before TensorFlow loaded, so nothing was printed.
+    assert not TF_LOG.search(out.stdout), out.stdout
+
+
+def test_import_after_keras_registers_for_load_model(tmp_path):
+    import numpy as np
+
+    from keras_msa.models import LFDNN
+
+    model = LFDNN(**MODEL)
+    model({m: np.zeros((2, 4, d), "float32") for m, d in (("text", 8), ("audio", 3), ("vision", 5))})
+    model.save(str(tmp_path / "m.keras"))
+    # Plain Keras loading of a keras_msa file, with only `import keras_msa`.
+    load = (
+        "import keras\n"
+        "import keras_msa\n"
+        f"model = keras.saving.load_model({str(tmp_path / 'm.keras')!r})\n"
+        "assert type(model).__name__ == 'LFDNN', type(model)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", load], cwd=ROOT, env=_quiet_env(), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_console_entry_points_are_quiet(tmp_path):
+    # The console scripts call keras_msa.cli's functions; a checkout that was
+    # not pip-installed has no scripts, so the functions are called directly.
+    code = (
+        "import sys\n"
+        "from keras_msa.cli import train\n"
+        f"train(['--output_dir={tmp_path / 'run'}', '--epochs=1', '--batch_size=16',\n"
+        f"       '--synthetic_sizes={json.dumps(SIZES)}', '--synthetic_options={json.dumps(SYNTHETIC)}',\n"
+        f"       '--model_config={json.dumps(MODEL)}'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=_quiet_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert not NOISE.search(out.stdout), out.stdout
+    assert not TF_LOG.search(out.stdout), out.stdout
+    assert re.search(r"^epoch 1/1  loss \S+  val_mae \S+ \*best\*$", out.stdout, re.MULTILINE), out.stdout
+    assert os.path.exists(tmp_path / "run" / "metrics.json")
+    # --help answers from every entry point without loading TensorFlow.
+    for name in ("train", "evaluate", "export", "convert"):
+        helper = (
+            "import sys\n"
+            f"from keras_msa.cli import {name}\n"
+            "try:\n"
+            f"    {name}(['--helpshort'])\n"
+            "except SystemExit as e:\n"
+            "    assert e.code == 0, e.code\n"
+            "assert 'tensorflow' not in sys.modules\n"
+        )
+        out = subprocess.run([sys.executable, "-c", helper], cwd=ROOT, env=_quiet_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+        assert out.returncode == 0 and "--" in out.stdout, (name, out.stdout[-2000:])
+
+
+def test_quiet_start_hides_cuda_only_without_a_driver(monkeypatch):
+    from keras_msa.utils import quiet
+
     import tensorflow as tf
 
     level = tf.get_logger().level

@@ -264,6 +264,8 @@ def test_epoch_line_shows_loss_terms_and_marks_improvements():
     assert line.format_line(4, dict(logs, val_mae=0.7)).endswith("*best*")
     acc = EpochLine(monitor="val_acc2", mode="max")
     assert acc.format_line(0, {"loss": 1.0, "val_acc2": 0.6}) == "epoch 1  loss 1.0000  val_acc2 0.6000 *best*"
+    # A single term is the loss itself.
+    assert acc.format_line(0, {"loss": 1.0, "task_loss": 1.0}) == "epoch 1  loss 1.0000"
     assert not acc.format_line(1, {"loss": 1.0, "val_acc2": 0.5}).endswith("*best*")
 
 
@@ -280,6 +282,17 @@ def test_tensorboard_dir_and_metrics_json_provenance(tmp_path):
     events = [os.path.join(d, f) for d, _, files in os.walk(tb) for f in files if "tfevents" in f]
     assert any(os.sep + "train" + os.sep in e for e in events), events
     assert any(os.sep + "validation" + os.sep in e for e in events), events
+    # Each term of the objective reaches TensorBoard (train and validation) and history.csv.
+    tags = {"train": set(), "validation": set()}
+    for e in events:
+        part = "train" if os.sep + "train" + os.sep in e else "validation"
+        for record in tf.compat.v1.train.summary_iterator(e):
+            tags[part].update(v.tag for v in record.summary.value)
+    assert {"epoch_loss", "epoch_task_loss"} <= tags["train"], tags
+    assert {"epoch_loss", "epoch_task_loss", "epoch_mae"} <= tags["validation"], tags
+    with open(os.path.join(results["output_dir"], "history.csv")) as f:
+        header = f.readline().strip().split(",")
+    assert {"loss", "task_loss", "val_loss", "val_task_loss", "val_mae"} <= set(header), header
 
     with open(os.path.join(results["output_dir"], "metrics.json")) as f:
         saved = json.load(f)
