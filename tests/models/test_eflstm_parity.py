@@ -1,0 +1,91 @@
+"""keras_msa's EFLSTM (mmsa options) against MMSA's PyTorch EF_LSTM
+(fixtures written by tests/fixtures/mmsa/make_fixtures.py; no torch here)."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_msa.convert.mmsa_ef_lstm import ef_lstm_from_mmsa
+from keras_msa.convert.mmsa_ef_lstm import ef_lstm_weight_pairs
+from keras_msa.convert.mmsa_ef_lstm import load_mmsa_ef_lstm_weights
+from keras_msa.convert.mmsa_mult import CheckpointMismatchError
+from keras_msa.models.eflstm import EFLSTM
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "mmsa")
+#: make_fixtures.make_ef_lstm()'s MMSA config.
+MMSA_PARAMS = {"hidden_dims": 8, "num_layers": 3, "dropout": 0.5, "feature_dims": [6, 3, 4]}
+
+
+@pytest.fixture(scope="module")
+def fixture():
+    with np.load(os.path.join(FIXTURES, "ef_lstm.npz")) as f:
+        data = {k: f[k] for k in f.files}
+    weights = {k[2:]: v for k, v in data.items() if k.startswith("w/")}
+    grads = {k[2:]: v for k, v in data.items() if k.startswith("g/")}
+    return weights, grads, data
+
+
+def batch_of(data):
+    return {m: data[m] for m in ("text", "audio", "vision")}
+
+
+def test_forward_matches_mmsa(fixture):
+    weights, _, data = fixture
+    model = ef_lstm_from_mmsa(weights, MMSA_PARAMS)
+    assert model.num_layers == 3 and model.norm.epsilon == 1e-5 and model.norm.momentum == 0.9
+    out = np.asarray(model(batch_of(data), training=False)["sentiment"])
+    err = np.abs(out - data["M"]).max()
+    print(f"EF-LSTM forward max |keras - MMSA| = {err:.2e}")
+    assert err < 1e-4, err
+
+
+def test_one_training_step_matches_mmsa(fixture):
+    weights, grads, data = fixture
+    # Train mode (BatchNorm on batch statistics) with dropout off, as the fixture.
+    model = ef_lstm_from_mmsa(weights, {**MMSA_PARAMS, "dropout": 0.0})
+    batch = batch_of(data)
+    with tf.GradientTape() as tape:
+        pred = model(batch, training=True)
+        loss = model.compute_loss(batch, {"sentiment": data["labels"]}, pred)
+    np.testing.assert_allclose(np.asarray(pred["sentiment"]), data["train_M"], atol=1e-4)
+    np.testing.assert_allclose(float(loss), float(data["loss"]), atol=1e-4)
+    ours = tape.gradient(loss, model.trainable_weights)
+    pairs, _ = ef_lstm_weight_pairs(model, grads, gradients=True)
+    want = {id(var): value for var, value, _ in pairs}
+    worst = 0.0
+    for var, got in zip(model.trainable_weights, ours):
+        got = np.asarray(got)
+        worst = max(worst, float(np.abs(got - want[id(var)]).max()))
+        np.testing.assert_allclose(got, want[id(var)], atol=1e-3, err_msg=var.path)
+    print(f"EF-LSTM gradient max |keras - MMSA| = {worst:.2e}")
+
+
+def test_presets_are_mmsa_config_and_defaults_unchanged():
+    mosi = EFLSTM.from_preset("mmsa_mosi")
+    assert (mosi.hidden_dim, mosi.num_layers, mosi.dropout, mosi.time_batchnorm, mosi.head_style) == (
+        128, 4, 0.5, True, "mmsa")
+    assert EFLSTM.from_preset("mmsa_mosei").hidden_dim == 256 and EFLSTM.from_preset("mmsa_sims").num_layers == 3
+    assert EFLSTM.training_presets["mmsa_mosi"]["l2_weight_decay"] == 5e-3
+    default = EFLSTM.from_preset("mosi")
+    assert (default.num_layers, default.time_batchnorm, default.head_style) == (1, False, "default")
+    clone = EFLSTM.from_config(mosi.get_config())
+    assert clone.get_config() == mosi.get_config()
+
+
+def test_mismatches_are_refused_by_name(fixture):
+    weights, _, data = fixture
+    with pytest.raises(CheckpointMismatchError, match="3 layers"):
+        ef_lstm_from_mmsa(weights, {**MMSA_PARAMS, "num_layers": 4})
+    with pytest.raises(CheckpointMismatchError, match="sum to"):
+        ef_lstm_from_mmsa(weights, {**MMSA_PARAMS, "feature_dims": [6, 3, 5]})
+    model = ef_lstm_from_mmsa(weights, MMSA_PARAMS)
+    before = [np.asarray(v).copy() for v in model.weights]
+    with pytest.raises(CheckpointMismatchError, match="out.bias"):
+        load_mmsa_ef_lstm_weights(model, {k: v for k, v in weights.items() if k != "out.bias"})
+    for old, var in zip(before, model.weights):
+        np.testing.assert_array_equal(old, np.asarray(var))
+    # One BatchNorm channel per step: another time length is an error.
+    with pytest.raises(ValueError, match="built on 5 steps"):
+        model({m: x[:, :4] for m, x in batch_of(data).items()})
