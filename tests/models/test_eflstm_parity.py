@@ -89,3 +89,21 @@ def test_mismatches_are_refused_by_name(fixture):
     # One BatchNorm channel per step: another time length is an error.
     with pytest.raises(ValueError, match="built on 5 steps"):
         model({m: x[:, :4] for m, x in batch_of(data).items()})
+
+
+def test_mmsa_checkpoint_import_predicts_mmsa_numbers(fixture, tmp_path):
+    import json
+
+    from keras_msa.convert.mmsa import import_mmsa_checkpoint
+
+    _, _, data = fixture
+    # MMSA's config layout; the entry that fits the checkpoint is found.
+    config = tmp_path / "config_regression.json"
+    config.write_text(json.dumps({"ef_lstm": {"commonParams": {"need_data_aligned": True}, "datasetParams": {
+        "mosi": {"hidden_dims": 8, "num_layers": 3, "dropout": 0.5},
+        "sims": {"hidden_dims": 8, "num_layers": 2, "dropout": 0.5}}}}))
+    # The .pth holds MMSA's AMIO wrapper's keys (`Model.norm.weight`, ...).
+    model = import_mmsa_checkpoint(os.path.join(FIXTURES, "ef_lstm_tiny.pth"), model="ef_lstm", config=str(config),
+                                   output=tmp_path / "ef_lstm.keras")
+    np.testing.assert_allclose(np.asarray(model(batch_of(data))["sentiment"]), data["M"], atol=1e-4)
+    assert (tmp_path / "ef_lstm.keras").is_file()
