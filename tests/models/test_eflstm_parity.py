@@ -3,6 +3,7 @@
 
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -106,4 +107,5 @@ def test_mmsa_checkpoint_import_predicts_mmsa_numbers(fixture, tmp_path):
     model = import_mmsa_checkpoint(os.path.join(FIXTURES, "ef_lstm_tiny.pth"), model="ef_lstm", config=str(config),
                                    output=tmp_path / "ef_lstm.keras")
     np.testing.assert_allclose(np.asarray(model(batch_of(data))["sentiment"]), data["M"], atol=1e-4)
-    assert (tmp_path / "ef_lstm.keras").is_file()
+    reloaded = keras.saving.load_model(tmp_path / "ef_lstm.keras")
+    np.testing.assert_allclose(np.asarray(reloaded(batch_of(data))["sentiment"]), data["M"], atol=1e-4)
