@@ -84,3 +84,13 @@ def test_mismatches_are_refused_by_name(fixture):
         lf_dnn_from_mmsa(weights, {**MMSA_PARAMS, "text_out": 7})
     with pytest.raises(CheckpointMismatchError, match="post_fusion_layer_2.bias"):
         lf_dnn_from_mmsa({k: v for k, v in weights.items() if k != "post_fusion_layer_2.bias"}, MMSA_PARAMS)
+
+
+def test_import_config_forms():
+    from keras_msa.convert.mmsa import mmsa_params
+
+    # A dataset name means MMSA's preset; MMSA's model name is accepted.
+    assert mmsa_params("sims", "lf_dnn") == LFDNN.presets["mmsa_sims"]
+    assert mmsa_params({"hidden_dims": [5, 4, 7]}, "lfdnn") == {"hidden_dims": [5, 4, 7]}
+    with pytest.raises(ValueError, match="No MMSA converter for model 'tfn'"):
+        mmsa_params("mosi", "tfn")
