@@ -6,7 +6,6 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_msa.convert.mmsa_ef_lstm import ef_lstm_from_mmsa
 from keras_msa.convert.mmsa_ef_lstm import ef_lstm_weight_pairs
@@ -20,12 +19,8 @@ MMSA_PARAMS = {"hidden_dims": 8, "num_layers": 3, "dropout": 0.5, "feature_dims"
 
 
 @pytest.fixture(scope="module")
-def fixture():
-    with np.load(os.path.join(FIXTURES, "ef_lstm.npz")) as f:
-        data = {k: f[k] for k in f.files}
-    weights = {k[2:]: v for k, v in data.items() if k.startswith("w/")}
-    grads = {k[2:]: v for k, v in data.items() if k.startswith("g/")}
-    return weights, grads, data
+def fixture(mmsa_step):
+    return mmsa_step.load("ef_lstm.npz")
 
 
 def batch_of(data):
@@ -42,24 +37,12 @@ def test_forward_matches_mmsa(fixture):
     assert err < 1e-4, err
 
 
-def test_one_training_step_matches_mmsa(fixture):
+def test_one_training_step_matches_mmsa(fixture, mmsa_step):
     weights, grads, data = fixture
     # Train mode (BatchNorm on batch statistics) with dropout off, as the fixture.
     model = ef_lstm_from_mmsa(weights, {**MMSA_PARAMS, "dropout": 0.0})
     batch = batch_of(data)
-    with tf.GradientTape() as tape:
-        pred = model(batch, training=True)
-        loss = model.compute_loss(batch, {"sentiment": data["labels"]}, pred)
-    np.testing.assert_allclose(np.asarray(pred["sentiment"]), data["train_M"], atol=1e-4)
-    np.testing.assert_allclose(float(loss), float(data["loss"]), atol=1e-4)
-    ours = tape.gradient(loss, model.trainable_weights)
-    pairs, _ = ef_lstm_weight_pairs(model, grads, gradients=True)
-    want = {id(var): value for var, value, _ in pairs}
-    worst = 0.0
-    for var, got in zip(model.trainable_weights, ours):
-        got = np.asarray(got)
-        worst = max(worst, float(np.abs(got - want[id(var)]).max()))
-        np.testing.assert_allclose(got, want[id(var)], atol=1e-3, err_msg=var.path)
+    worst = mmsa_step.check_training_step(model, batch, data, grads, ef_lstm_weight_pairs)
     print(f"EF-LSTM gradient max |keras - MMSA| = {worst:.2e}")
 
 

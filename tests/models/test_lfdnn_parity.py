@@ -1,30 +1,23 @@
 """keras_msa's LFDNN(style="mmsa") against MMSA's PyTorch LF_DNN (fixtures
 written by tests/fixtures/mmsa/make_fixtures.py; no torch here)."""
 
-import os
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_msa.convert.mmsa_lf_dnn import lf_dnn_from_mmsa
 from keras_msa.convert.mmsa_lf_dnn import lf_dnn_weight_pairs
 from keras_msa.convert.mmsa_mult import CheckpointMismatchError
 from keras_msa.models.lfdnn import LFDNN
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "mmsa")
 #: make_fixtures.make_lf_dnn()'s MMSA config.
 MMSA_PARAMS = {"hidden_dims": [5, 4, 7], "text_out": 6, "post_fusion_dim": 8, "dropouts": [0.2, 0.2, 0.2, 0.2]}
 
 
 @pytest.fixture(scope="module")
-def fixture():
-    with np.load(os.path.join(FIXTURES, "lf_dnn.npz")) as f:
-        data = {k: f[k] for k in f.files}
-    weights = {k[2:]: v for k, v in data.items() if k.startswith("w/")}
-    grads = {k[2:]: v for k, v in data.items() if k.startswith("g/")}
-    return weights, grads, data
+def fixture(mmsa_step):
+    return mmsa_step.load("lf_dnn.npz")
 
 
 def batch_of(data):
@@ -43,26 +36,14 @@ def test_forward_matches_mmsa(fixture):
     assert err < 1e-4, err
 
 
-def test_one_training_step_matches_mmsa(fixture):
+def test_one_training_step_matches_mmsa(fixture, mmsa_step):
     weights, grads, data = fixture
     model = lf_dnn_from_mmsa(weights, MMSA_PARAMS)
     for layer in model._flatten_layers():
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0  # dropout off in train mode, as the fixture
     batch = batch_of(data)
-    with tf.GradientTape() as tape:
-        pred = model(batch, training=True)
-        loss = model.compute_loss(batch, {"sentiment": data["labels"]}, pred)
-    np.testing.assert_allclose(np.asarray(pred["sentiment"]), data["train_M"], atol=1e-4)
-    np.testing.assert_allclose(float(loss), float(data["loss"]), atol=1e-4)
-    ours = tape.gradient(loss, model.trainable_weights)
-    pairs, _ = lf_dnn_weight_pairs(model, grads, gradients=True)
-    want = {id(var): value for var, value, _ in pairs}
-    worst = 0.0
-    for var, got in zip(model.trainable_weights, ours):
-        got = np.asarray(got)
-        worst = max(worst, float(np.abs(got - want[id(var)]).max()))
-        np.testing.assert_allclose(got, want[id(var)], atol=1e-3, err_msg=var.path)
+    worst = mmsa_step.check_training_step(model, batch, data, grads, lf_dnn_weight_pairs)
     print(f"LF-DNN gradient max |keras - MMSA| = {worst:.2e}")
 
 
