@@ -92,3 +92,23 @@ def test_mmsa_checkpoint_import_predicts_mmsa_numbers(fixture, tmp_path):
     np.testing.assert_allclose(np.asarray(model(batch_of(data))["sentiment"]), data["M"], atol=1e-4)
     reloaded = keras.saving.load_model(tmp_path / "ef_lstm.keras")
     np.testing.assert_allclose(np.asarray(reloaded(batch_of(data))["sentiment"]), data["M"], atol=1e-4)
+
+
+def test_padded_steps_are_skipped(fixture):
+    weights, _, data = fixture
+    model = ef_lstm_from_mmsa(weights, MMSA_PARAMS)
+    batch = batch_of(data)
+    mask = np.ones((4, 5), bool)
+    mask[0, 3:] = False
+    masked = {**{m: x.copy() for m, x in batch.items()}, **{f"{m}_mask": mask for m in batch}}
+    for m in batch:
+        masked[m][0, 3:] = np.nan  # never reaches the output (selected away, not multiplied)
+    out = np.asarray(model(masked)["sentiment"])
+    assert np.isfinite(out).all()
+    # The unpadded rows are MMSA's; the padded one is the state after its last real step.
+    np.testing.assert_allclose(out[1:], data["M"][1:], atol=1e-4)
+    # Whatever the padded steps hold, the padded row does not change.
+    for m in batch:
+        masked[m][0, 3:] = 100.0
+    np.testing.assert_allclose(np.asarray(model(masked)["sentiment"]), out, atol=1e-6)
+    assert np.abs(out[0] - data["M"][0]).max() > 1e-3  # its padding is not read as MMSA reads it
