@@ -85,6 +85,10 @@ flags.DEFINE_enum("lr_decay", None, ["none", "linear"], "LR after the warm-up: c
                   "to 0 [protocol, else none].")
 flags.DEFINE_float("clipnorm", None, "Clip the gradients to this global norm [protocol, else none].")
 flags.DEFINE_float("clipvalue", None, "Clip each gradient element to +-this [protocol, else none].")
+flags.DEFINE_float("l2_weight_decay", None, "Coupled L2: wd * w added to each gradient, as PyTorch's "
+                   "Adam(weight_decay=wd) in MMSA's trainers [protocol, else 0].")
+flags.DEFINE_integer("gradient_accumulation_steps", None, "Batches whose gradients make one update "
+                     "[protocol, else 1].")
 flags.DEFINE_integer("patience", None, "Early-stopping patience in epochs on the validation metric; "
                      "0 = never stop [protocol, else 10].")
 flags.DEFINE_string("monitor", None, "Validation metric that selects the best epoch, e.g. mae, mse, "
@@ -157,6 +161,8 @@ def config_from_flags():
         warmup_proportion=FLAGS.warmup_proportion,
         lr_decay=FLAGS.lr_decay,
         clipvalue=FLAGS.clipvalue,
+        l2_weight_decay=FLAGS.l2_weight_decay,
+        gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
         monitor=FLAGS.monitor,
         validation_fraction=FLAGS.validation_fraction,
         validation_seed=FLAGS.validation_seed,

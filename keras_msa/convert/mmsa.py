@@ -25,6 +25,10 @@ import os
 
 import numpy as np
 
+from keras_msa.convert.mmsa_ef_lstm import check_ef_lstm_state_dict
+from keras_msa.convert.mmsa_ef_lstm import ef_lstm_from_mmsa
+from keras_msa.convert.mmsa_lf_dnn import check_lf_dnn_state_dict
+from keras_msa.convert.mmsa_lf_dnn import lf_dnn_from_mmsa
 from keras_msa.convert.mmsa_mult import CheckpointMismatchError
 from keras_msa.convert.mmsa_mult import check_mult_state_dict
 from keras_msa.convert.mmsa_mult import mult_config_from_mmsa
@@ -35,7 +39,15 @@ CONVERTERS = {
     "mult": ("mult", mult_from_mmsa, lambda params, sd: (
         mult_config_from_mmsa(params, sd) if "dst_feature_dim_nheads" in params
         else check_mult_state_dict(params, sd))),
+    "eflstm": ("ef_lstm", ef_lstm_from_mmsa, check_ef_lstm_state_dict),
+    "lfdnn": ("lf_dnn", lf_dnn_from_mmsa, check_lf_dnn_state_dict),
 }
+#: MMSA's model names, accepted for the keras_msa ones.
+ALIASES = {"ef_lstm": "eflstm", "lf_dnn": "lfdnn"}
+
+
+def _canonical(model):
+    return ALIASES.get(model, model)
 
 
 def _model_class(model):
@@ -56,14 +68,19 @@ def mmsa_params(config, model="mult", dataset=None, state_dict=None):
     """The training config of an MMSA checkpoint, from any form `config`
     takes (see the module doc): MMSA's flat parameters, or the keras_msa
     preset's constructor arguments for a dataset name."""
+    model = _canonical(model)
     if model not in CONVERTERS:
-        raise ValueError(f"No MMSA converter for model '{model}'; available: {sorted(CONVERTERS)}.")
+        raise ValueError(f"No MMSA converter for model '{model}'; available: "
+                         f"{sorted([*CONVERTERS, *ALIASES])}.")
     mmsa_key, _, checker = CONVERTERS[model]
     if isinstance(config, dict):
         return dict(config)
     config = os.fspath(config)
     presets = _model_class(model).presets
     if not os.path.exists(config):
+        # EFLSTM/LFDNN keep their own dataset presets; MMSA's are mmsa_<dataset>.
+        if f"mmsa_{config}" in presets:
+            return dict(presets[f"mmsa_{config}"])
         if config in presets:
             return dict(presets[config])
         raise ValueError(f"--config={config!r} is neither a file nor a dataset preset of {model} "
@@ -102,6 +119,9 @@ def torch_state_dict(checkpoint):
     obj = load_torch_checkpoint(checkpoint)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
+    if isinstance(obj, dict) and obj and all(isinstance(k, str) and k.startswith("Model.") for k in obj):
+        # MMSA's trainer saves its AMIO wrapper, which holds the model as `Model`.
+        obj = {k[len("Model."):]: v for k, v in obj.items()}
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray)
                                             for k, v in obj.items()):
         raise CheckpointMismatchError(f"{checkpoint}: expected a state dict (parameter name -> tensor), as MMSA "
@@ -114,7 +134,8 @@ def import_mmsa_checkpoint(checkpoint, model="mult", config="mosi", dataset=None
 
     Args:
         checkpoint: the `.pth` MMSA saved (`<model_save_dir>/<model>-<dataset>.pth`).
-        model: the keras_msa model name (`"mult"`).
+        model: the keras_msa model name (`"mult"`, `"eflstm"`, `"lfdnn"`; MMSA's
+            `"ef_lstm"` and `"lf_dnn"` also).
         config: how it was trained (see the module doc).
         dataset: the datasetParams entry when `config` is MMSA's
             config_regression.json.
@@ -124,6 +145,7 @@ def import_mmsa_checkpoint(checkpoint, model="mult", config="mosi", dataset=None
     Returns:
         The built keras_msa model.
     """
+    model = _canonical(model)
     state_dict = torch_state_dict(checkpoint)
     params = mmsa_params(config, model, dataset, state_dict)
     keras_model = CONVERTERS[model][1](state_dict, params)

@@ -40,6 +40,8 @@ PROTOCOL_FIELDS = (
     "backbone_learning_rate",
     "epsilon",
     "weight_decay",
+    "l2_weight_decay",
+    "gradient_accumulation_steps",
     "warmup_proportion",
     "lr_decay",
     "batch_size",
@@ -50,7 +52,10 @@ PROTOCOL_FIELDS = (
     "monitor",
     "seed",
 )
-SOURCES = ("paper", "ARCHITECTURES.md", "our choice")
+#: Where a value comes from. "MMSA": the reference framework's own
+#: settings (its config_regression.json and trainer), for the baselines it
+#: implements (MulT, LF-DNN and EF-LSTM's `mmsa_*` presets).
+SOURCES = ("paper", "MMSA", "ARCHITECTURES.md", "our choice")
 OPTIMIZERS = ("adam", "adamw")
 LR_DECAYS = ("none", "linear")
 
@@ -63,6 +68,8 @@ DEFAULT_PROTOCOL = {
     "backbone_learning_rate": None,
     "epsilon": 1e-7,
     "weight_decay": 0.0,
+    "l2_weight_decay": 0.0,
+    "gradient_accumulation_steps": None,
     "warmup_proportion": 0.0,
     "lr_decay": "none",
     "batch_size": 32,
@@ -120,7 +127,7 @@ def resolve_protocol(model_cls, preset=None, overrides=None):
     protocol = {f: {"value": DEFAULT_PROTOCOL[f], "source": "our choice"} for f in PROTOCOL_FIELDS}
     groups = (getattr(model_cls, "training_presets", None) or {}).get(preset) if isinstance(preset, str) else None
     if groups:
-        for source in ("our choice", "ARCHITECTURES.md", "paper"):
+        for source in ("our choice", "ARCHITECTURES.md", "MMSA", "paper"):
             for field, value in (groups.get(source) or {}).items():
                 protocol[field] = {"value": value, "source": source}
         for field, note in (groups.get("notes") or {}).items():
@@ -161,6 +168,9 @@ def check_protocol(protocol):
          "a finite number > 0 (or unset: the main rate)")
     need(number(v["epsilon"]), "epsilon", "a finite number > 0")
     need(number(v["weight_decay"], strict=False), "weight_decay", "a finite number >= 0")
+    need(number(v["l2_weight_decay"], strict=False), "l2_weight_decay", "a finite number >= 0")
+    need(v["gradient_accumulation_steps"] is None or integer(v["gradient_accumulation_steps"], 1),
+         "gradient_accumulation_steps", "an integer >= 1 (or unset)")
     need(v["weight_decay"] == 0 or v["optimizer"] == "adamw", "weight_decay",
          "0 with --optimizer=adam (decoupled weight decay is AdamW's; use --optimizer=adamw)")
     need(number(v["warmup_proportion"], strict=False) and v["warmup_proportion"] < 1, "warmup_proportion",
@@ -251,8 +261,12 @@ class _GroupedLearningRates:
     the optimizer, fixed when the optimizer is built.
     """
 
-    def __init__(self, *args, group_multipliers=None, group_paths=None, **kwargs):
+    def __init__(self, *args, group_multipliers=None, group_paths=None, l2_weight_decay=0.0, **kwargs):
         super().__init__(*args, **kwargs)
+        # PyTorch's `Adam(weight_decay=wd)` (MMSA's baselines): `wd * w` added
+        # to the gradient after clipping, before the moments (coupled L2),
+        # unlike AdamW's decoupled decay.
+        self.l2_weight_decay = float(l2_weight_decay or 0.0)
         self.group_multipliers = {str(k): float(v) for k, v in (group_multipliers or {}).items()}
         self.group_paths = {str(k): list(v) for k, v in (group_paths or {}).items()}
         unknown = sorted(set(self.group_multipliers) ^ set(self.group_paths))
@@ -286,6 +300,9 @@ class _GroupedLearningRates:
         return rates
 
     def update_step(self, gradient, variable, learning_rate):
+        if self.l2_weight_decay:
+            gradient = gradient + ops.cast(self.l2_weight_decay, gradient.dtype) * ops.convert_to_tensor(
+                variable, gradient.dtype)
         factor = self.variable_multiplier(variable)
         if factor != 1.0:
             learning_rate = ops.cast(learning_rate, "float32") * factor
@@ -311,7 +328,8 @@ class _GroupedLearningRates:
 
     def get_config(self):
         config = super().get_config()
-        config.update({"group_multipliers": dict(self.group_multipliers),
+        config.update({"l2_weight_decay": self.l2_weight_decay,
+                       "group_multipliers": dict(self.group_multipliers),
                        "group_paths": {k: list(v) for k, v in self.group_paths.items()}})
         return config
 
@@ -360,7 +378,10 @@ def make_optimizer(protocol, steps_per_epoch=None, parameter_groups=None):
             multipliers[group] = float(backbone_lr) / float(v["learning_rate"])
             paths[group] = [w.path for w in variables]
     kwargs = {"learning_rate": schedule, "epsilon": float(v["epsilon"]),
-              "group_multipliers": multipliers, "group_paths": paths}
+              "group_multipliers": multipliers, "group_paths": paths,
+              "l2_weight_decay": float(v["l2_weight_decay"] or 0.0)}
+    if v["gradient_accumulation_steps"] and int(v["gradient_accumulation_steps"]) > 1:
+        kwargs["gradient_accumulation_steps"] = int(v["gradient_accumulation_steps"])
     if v["clipnorm"]:
         # The papers' max-norm clipping is PyTorch's clip_grad_norm_: one norm
         # over all gradients (Keras's `clipnorm` clips each tensor alone).

@@ -55,6 +55,8 @@ class TrainConfig:
     warmup_proportion: float = None
     lr_decay: str = None
     clipvalue: float = None
+    l2_weight_decay: float = None
+    gradient_accumulation_steps: int = None
     monitor: str = None
     output_dir: str = "runs/lfdnn"
     synthetic_seed: int = 0

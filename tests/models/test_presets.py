@@ -58,7 +58,7 @@ def test_clear_errors(trained, tmp_path):
         LFDNN.from_preset(path, fusion_dim=16)
     with pytest.raises(ValueError, match=r"holds a LFDNN .*not a MulG.*LFDNN\.from_preset"):
         MulG.from_preset(path)
-    with pytest.raises(ValueError, match=r"has no preset 'mosy'.*\['mosei', 'mosi', 'sims'\].*save_to_preset"):
+    with pytest.raises(ValueError, match=r"has no preset 'mosy'.*\['mmsa_mosei', 'mmsa_mosi', 'mmsa_sims', 'mosei', 'mosi', 'sims'\].*save_to_preset"):
         LFDNN.from_preset("mosy")
     with pytest.raises(ValueError, match=r"holds no config.json"):
         LFDNN.from_preset(str(tmp_path))
