@@ -278,3 +278,35 @@ def test_m3sa_auto_key_in_the_custom_loop_freezes_unchosen_branches_and_resumes(
         after = model.fusions[k].get_weights() + model.fused_heads[k].get_weights()
         same = all(np.array_equal(a, b) for a, b in zip(after, snapshots[k]))
         assert same == (k != key), k  # only the chosen branch still learns
+
+
+def test_coupled_l2_and_mmsa_protocols_match_pytorch_adam():
+    from keras_msa.models import EFLSTM
+    from keras_msa.models import MulT
+    from keras_msa.training.protocol import check_training_presets
+
+    # MMSA's baselines: every field from the reference framework's settings.
+    p = resolve_protocol(MulT, "mosi")
+    assert p["clipvalue"] == {"value": 0.6, "source": "MMSA"}
+    assert p["gradient_accumulation_steps"]["value"] == 8 and p["epsilon"]["value"] == 1e-8
+    q = resolve_protocol(EFLSTM, "mmsa_mosi")
+    assert q["l2_weight_decay"] == {"value": 5e-3, "source": "MMSA"} and q["batch_size"]["value"] == 32
+    for cls in (MulT, EFLSTM, LFDNN):
+        check_training_presets(cls)
+    assert make_optimizer(p, steps_per_epoch=4).gradient_accumulation_steps == 8
+
+    # PyTorch's Adam(weight_decay=wd): g <- g + wd * w before the moments.
+    wd, lr, eps = 0.1, 0.01, 1e-8
+    w0 = np.array([1.0, -2.0, 0.5], np.float32)
+    grads = [np.array([0.3, -0.1, 0.2], np.float32), np.array([-0.2, 0.4, 0.1], np.float32)]
+    opt = make_optimizer({"optimizer": "adam", "learning_rate": lr, "epsilon": eps, "l2_weight_decay": wd})
+    var = keras.Variable(w0.copy())
+    for g in grads:
+        opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+    w, m, v = w0.astype(np.float64), 0.0, 0.0
+    for t, g in enumerate(grads, start=1):
+        g = g + wd * w
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        w = w - lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + eps)
+    np.testing.assert_allclose(np.asarray(var), w, rtol=1e-5, atol=1e-6)
