@@ -38,10 +38,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # keras_msa model and construction beside the MMSA model it is compared with.
 # `normalized`: MMSA's data loader averages audio and vision over time for
-# this model, so both sides get length-1 audio and vision.
+# this model, so both sides get length-1 audio and vision. `text_aligned`:
+# MMSA average-pools audio and vision to the text length inside the model
+# (AMIO's alignment, timed on its side); keras_msa's model is given inputs
+# already at the text length. `preset`: the keras_msa preset that is MMSA's
+# configuration of the model.
 PAIRS = {
-    "lfdnn": {"keras": "lfdnn", "peer": "lf_dnn", "normalized": True},
-    "eflstm": {"keras": "eflstm", "peer": "ef_lstm", "normalized": False},
+    "lfdnn": {"keras": "lfdnn", "peer": "lf_dnn", "normalized": True, "preset": "mmsa_{dataset}"},
+    "eflstm": {"keras": "eflstm", "peer": "ef_lstm", "normalized": False, "text_aligned": True,
+               "preset": "mmsa_{dataset}"},
     "mult": {"keras": "mult", "peer": "mult", "normalized": False, "preset": "{dataset}"},
     "tfn": {"keras": "tfn", "peer": "tfn", "normalized": True},
     "lmf": {"keras": "lmf", "peer": "lmf", "normalized": True},
@@ -80,7 +85,7 @@ def run_peer(opts, pair, lens, dims):
 
 
 def run_keras(opts, pair, lens, dims, xla, dtype, learning_rate):
-    keras_lens = (lens[0], 1, 1) if pair["normalized"] else lens
+    keras_lens = _keras_lens(pair, lens)
     command = [
         sys.executable, os.path.join(ROOT, "recipes", "benchmark.py"),
         f"--model={pair['keras']}", "--lens=" + ",".join(map(str, keras_lens)),
@@ -100,6 +105,14 @@ def run_keras(opts, pair, lens, dims, xla, dtype, learning_rate):
     mode = result["modes"][f"xla_{xla}"]
     mode["params"] = result["params"]
     return mode
+
+
+def _keras_lens(pair, lens):
+    if pair["normalized"]:
+        return (lens[0], 1, 1)
+    if pair.get("text_aligned"):
+        return (lens[0],) * 3
+    return tuple(lens)
 
 
 def _columns(result):
@@ -193,7 +206,7 @@ def main(argv=None):
         "date": datetime.date.today().isoformat(),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
         "lens": list(lens),
-        "keras_lens": [lens[0], 1, 1] if pair["normalized"] else list(lens),
+        "keras_lens": list(_keras_lens(pair, lens)),
         "dims": list(dims),
         "train_batch": opts.train_batch,
         "batch_size": opts.batch_size,
@@ -203,6 +216,8 @@ def main(argv=None):
     print()
     print(f"{opts.pair} at lengths {','.join(map(str, lens))} (text,audio,vision)"
           + (" [audio/vision time-averaged on both sides]" if pair["normalized"] else "")
+          + (" [MMSA pools audio/vision to the text length in its forward; keras_msa gets them"
+             " at that length]" if pair.get("text_aligned") else "")
           + f"; train batch {opts.train_batch}, inference batch {opts.batch_size}; "
           f"{result['machine']['cpu']}, {result['machine']['cores']} cores, {result['date']}")
     print(format_table(result, markdown=opts.markdown))
