@@ -29,12 +29,24 @@ from keras_msa.convert.mmsa_mult import CheckpointMismatchError
 from keras_msa.convert.mmsa_mult import check_mult_state_dict
 from keras_msa.convert.mmsa_mult import mult_config_from_mmsa
 from keras_msa.convert.mmsa_mult import mult_from_mmsa
+from keras_msa.convert.mmsa_lmf import check_lmf_state_dict
+from keras_msa.convert.mmsa_lmf import lmf_config_from_mmsa
+from keras_msa.convert.mmsa_lmf import lmf_from_mmsa
+from keras_msa.convert.mmsa_tfn import check_tfn_state_dict
+from keras_msa.convert.mmsa_tfn import tfn_config_from_mmsa
+from keras_msa.convert.mmsa_tfn import tfn_from_mmsa
 
 #: keras_msa model name -> (MMSA's config key, converter, config checker).
 CONVERTERS = {
     "mult": ("mult", mult_from_mmsa, lambda params, sd: (
         mult_config_from_mmsa(params, sd) if "dst_feature_dim_nheads" in params
         else check_mult_state_dict(params, sd))),
+    "tfn": ("tfn", tfn_from_mmsa, lambda params, sd: (
+        tfn_config_from_mmsa(params, sd) if isinstance(params.get("hidden_dims"), (list, tuple))
+        else check_tfn_state_dict(params, sd))),
+    "lmf": ("lmf", lmf_from_mmsa, lambda params, sd: (
+        lmf_config_from_mmsa(params, sd) if isinstance(params.get("hidden_dims"), (list, tuple))
+        else check_lmf_state_dict(params, sd))),
 }
 
 
