@@ -40,10 +40,10 @@ def check_lmf_state_dict(config, state_dict):
                                       f"{config.get('rank', 3)} (LMF).")
 
 
-def lmf_weight_pairs(model, state_dict, with_statistics=True):
+def lmf_weight_pairs(model, state_dict, gradients=False):
     """`(pairs, consumed)` for every weight of a built `LMF`."""
     sd = _state(state_dict)
-    pairs, consumed = subnet_weight_pairs(model, sd, with_statistics)
+    pairs, consumed = subnet_weight_pairs(model, sd, gradients)
     for m, factor in zip(model.modalities, model.fusion.factors):
         pairs.append((factor, sd[FACTORS[m]], FACTORS[m]))
     pairs += [(model.fusion.fusion_weights, sd["fusion_weights"], "fusion_weights"),

@@ -41,9 +41,9 @@ def hidden_dims_from_mmsa(params, owner):
     return {"text": text, "audio": audio, "vision": vision}, {"audio": audio_p, "vision": vision_p}, post_p
 
 
-def subnet_weight_pairs(model, state_dict, with_statistics=True):
+def subnet_weight_pairs(model, state_dict, gradients=False):
     """`(pairs, consumed)` for the sub-networks of a built TFN or LMF.
-    `with_statistics=False` leaves out the BatchNorm running statistics
+    `gradients=True` leaves out the BatchNorm running statistics
     (for gradients, which have none)."""
     sd = _state(state_dict)
     pairs, consumed = [], []
@@ -51,7 +51,7 @@ def subnet_weight_pairs(model, state_dict, with_statistics=True):
         norm, _, *dense = model.encoders.subnets[m]
         pairs += [(norm.gamma, sd[f"{prefix}.norm.weight"], f"{prefix}.norm.weight"),
                   (norm.beta, sd[f"{prefix}.norm.bias"], f"{prefix}.norm.bias")]
-        if with_statistics:
+        if not gradients:
             pairs += [(norm.moving_mean, sd[f"{prefix}.norm.running_mean"], f"{prefix}.norm.running_mean"),
                       (norm.moving_variance, sd[f"{prefix}.norm.running_var"], f"{prefix}.norm.running_var")]
             consumed.append(f"{prefix}.norm.num_batches_tracked")
@@ -61,7 +61,8 @@ def subnet_weight_pairs(model, state_dict, with_statistics=True):
     rnn = "text_subnet.rnn"
     pairs += [(cell.kernel, sd[f"{rnn}.weight_ih_l0"].T, f"{rnn}.weight_ih_l0"),
               (cell.recurrent_kernel, sd[f"{rnn}.weight_hh_l0"].T, f"{rnn}.weight_hh_l0"),
-              (cell.bias, sd[f"{rnn}.bias_ih_l0"] + sd[f"{rnn}.bias_hh_l0"], f"{rnn}.bias_ih_l0")]
+              (cell.bias, sd[f"{rnn}.bias_ih_l0"] + (0 if gradients else sd[f"{rnn}.bias_hh_l0"]),
+               f"{rnn}.bias_ih_l0")]
     consumed.append(f"{rnn}.bias_hh_l0")
     pairs += _dense("text_subnet.linear_1", model.encoders.text_dense, sd)
     return pairs, consumed
@@ -130,15 +131,15 @@ def check_tfn_state_dict(config, state_dict):
                                       f"post_fusion_dim = {config.get('post_fusion_dim', 64)} (TFN).")
 
 
-def tfn_weight_pairs(model, state_dict, with_statistics=True):
+def tfn_weight_pairs(model, state_dict, gradients=False):
     """`(pairs, consumed)` for every weight of a built `TFN` from an MMSA
-    TFN state dict (or its gradients, with `with_statistics=False`)."""
+    TFN state dict (or its gradients, with `gradients=True`)."""
     sd = _state(state_dict)
-    pairs, consumed = subnet_weight_pairs(model, sd, with_statistics)
+    pairs, consumed = subnet_weight_pairs(model, sd, gradients)
     pairs += _dense("post_fusion_layer_1", model.post_fusion_1, sd)
     pairs += _dense("post_fusion_layer_2", model.post_fusion_2, sd)
     pairs += _dense("post_fusion_layer_3", model.sentiment_head, sd)
-    if with_statistics:
+    if not gradients:
         consumed += ["output_range", "output_shift"]
     return pairs, consumed
 
