@@ -23,6 +23,8 @@ TINY_CONFIGS = {
                       warmup_proportion=0),
     "m3sa": dict(hidden_dim=10, num_heads=5, num_scales=2),
     "ssgdl": dict(hidden_dim=8, num_heads=2, min_width=4),
+    "tfn": dict(hidden_dims={"text": 8, "audio": 4, "vision": 4}, text_out=4, post_fusion_dim=8),
+    "lmf": dict(hidden_dims={"text": 8, "audio": 4, "vision": 4}, rank=2),
 }
 
 # Half precision keeps ~3 (float16) or ~2 (bfloat16) significant digits per op.
