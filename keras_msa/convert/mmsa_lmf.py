@@ -2,8 +2,9 @@
 
 The sub-networks map as TFN's (`mmsa_tfn`). The factors `audio_factor`,
 `video_factor`, `text_factor` `[r, d + 1, 1]` are `LowRankFusion`'s
-factors for (audio, vision, text) as they are; `fusion_weights` `[1, r]` and
-`fusion_bias` `[1, 1]` likewise.
+factors for (audio, vision, text), stored divided by the model's
+`factor_lr_scale` (MMSA's `factor_lr / learning_rate`, see `LowRankFusion`);
+`fusion_weights` `[1, r]` and `fusion_bias` `[1, 1]` as they are.
 """
 
 from keras_msa.convert.mmsa_mult import CheckpointMismatchError
@@ -24,6 +25,8 @@ def lmf_config_from_mmsa(params, state_dict=None):
     if "rank" not in params:
         raise CheckpointMismatchError(f"the MMSA LMF config has no 'rank' (it holds {sorted(params)}).")
     config = {"hidden_dims": hidden, "rank": int(params["rank"]), "dropouts": dropouts, "task_loss": "mae"}
+    if "factor_lr" in params and "learning_rate" in params:
+        config["factor_lr_scale"] = float(params["factor_lr"]) / float(params["learning_rate"])
     if state_dict is not None:
         check_lmf_state_dict(config, state_dict)
     return config
@@ -41,11 +44,14 @@ def check_lmf_state_dict(config, state_dict):
 
 
 def lmf_weight_pairs(model, state_dict, gradients=False):
-    """`(pairs, consumed)` for every weight of a built `LMF`."""
+    """`(pairs, consumed)` for every weight of a built `LMF` (from MMSA's
+    gradients with `gradients=True`: the stored factor V = W / s has the
+    gradient s dL/dW)."""
     sd = _state(state_dict)
     pairs, consumed = subnet_weight_pairs(model, sd, gradients)
+    s = model.fusion.factor_scale
     for m, factor in zip(model.modalities, model.fusion.factors):
-        pairs.append((factor, sd[FACTORS[m]], FACTORS[m]))
+        pairs.append((factor, sd[FACTORS[m]] * s if gradients else sd[FACTORS[m]] / s, FACTORS[m]))
     pairs += [(model.fusion.fusion_weights, sd["fusion_weights"], "fusion_weights"),
               (model.fusion.fusion_bias, sd["fusion_bias"], "fusion_bias")]
     return pairs, consumed

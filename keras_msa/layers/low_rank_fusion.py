@@ -28,6 +28,13 @@ class LowRankFusion(keras.layers.Layer):
         train_fusion_weights: whether lambda and b are trained. MMSA's LMF
             trainer leaves them out of its optimizer (they stay at their
             initial values); False reproduces that.
+        factor_scale: s, the factors' learning-rate multiplier. Each factor
+            is stored as V = W / s and used as W = s V. Adam's step does not
+            depend on the gradient's scale, so with Adam at learning rate
+            eta, V moves by about eta and W by s * eta: MMSA's separate
+            `factor_lr` is `factor_scale * learning_rate` (exact up to Adam's
+            epsilon; a decoupled weight decay (AdamW) shrinks W at the rate
+            eta * wd, not s * eta * wd). 1 leaves W as the variable.
 
     Masks: `mask` is a list with one `[B]` bool (or None) per input saying
     whether the sample has that modality; a missing one enters as [1; 0].
@@ -40,11 +47,14 @@ class LowRankFusion(keras.layers.Layer):
     (3, 1)
     """
 
-    def __init__(self, rank, output_dim=1, train_fusion_weights=True, **kwargs):
+    def __init__(self, rank, output_dim=1, train_fusion_weights=True, factor_scale=1.0, **kwargs):
         super().__init__(**kwargs)
         self.rank = int(rank)
         self.output_dim = int(output_dim)
         self.train_fusion_weights = bool(train_fusion_weights)
+        self.factor_scale = float(factor_scale)
+        if not self.factor_scale > 0:
+            raise ValueError(f"LowRankFusion: factor_scale must be > 0; got {factor_scale}.")
         if self.rank < 1 or self.output_dim < 1:
             raise ValueError(f"LowRankFusion: rank and output_dim must be >= 1; got {rank}, {output_dim}.")
         self.supports_masking = True
@@ -57,7 +67,8 @@ class LowRankFusion(keras.layers.Layer):
         for i, shape in enumerate(input_shape):
             d = shape[-1] + 1
             # Xavier-normal with PyTorch's fan rule for a 3-D tensor, as LMF's code.
-            std = math.sqrt(2.0 / (d * o + r * o))
+            # (of W = s V: V's is divided by s).
+            std = math.sqrt(2.0 / (d * o + r * o)) / self.factor_scale
             self.factors.append(self.add_weight(shape=(r, d, o), name=f"factor_{i}",
                                                 initializer=keras.initializers.RandomNormal(stddev=std)))
         self.fusion_weights = self.add_weight(
@@ -70,9 +81,13 @@ class LowRankFusion(keras.layers.Layer):
         masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * len(inputs)
         fused = None
         for h, present, factor in zip(inputs, masks, self.factors):
-            f = ops.einsum("bd,rdo->rbo", _with_one(h, present), factor)
+            f = ops.einsum("bd,rdo->rbo", _with_one(h, present), self.factor_scale * factor)
             fused = f if fused is None else fused * f
         return ops.einsum("r,rbo->bo", self.fusion_weights[0], fused) + self.fusion_bias
+
+    def factor_values(self):
+        """The factors W_m = s V_m as arrays (the layout of LMF's code)."""
+        return [self.factor_scale * ops.convert_to_numpy(f) for f in self.factors]
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -83,5 +98,6 @@ class LowRankFusion(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"rank": self.rank, "output_dim": self.output_dim,
-                       "train_fusion_weights": self.train_fusion_weights})
+                       "train_fusion_weights": self.train_fusion_weights,
+                       "factor_scale": self.factor_scale})
         return config

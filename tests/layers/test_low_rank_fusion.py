@@ -57,3 +57,28 @@ def test_a_missing_modality_changes_only_its_samples():
     np.testing.assert_allclose(out[1:], np.asarray(layer(hs))[1:], atol=1e-6)
     zeroed = [hs[0], hs[1], np.where(present[2][:, None], hs[2], 0)]
     np.testing.assert_allclose(out, np.asarray(layer(zeroed)), atol=1e-6)
+
+
+def test_factor_scale_keeps_the_output_and_scales_the_factors_adam_step():
+    import keras
+
+    plain, hs = _layer(3)
+    scaled = LowRankFusion(rank=2, output_dim=2, factor_scale=0.25)
+    scaled(hs)
+    for v, f in zip(scaled.factors, plain.factors):
+        v.assign(np.asarray(f) / 0.25)
+    scaled.fusion_weights.assign(plain.fusion_weights)
+    scaled.fusion_bias.assign(plain.fusion_bias)
+    np.testing.assert_allclose(np.asarray(scaled(hs)), np.asarray(plain(hs)), atol=1e-5)
+    np.testing.assert_allclose(scaled.factor_values()[0], np.asarray(plain.factors[0]), atol=1e-6)
+    steps = []
+    for layer in (plain, scaled):
+        before = layer.factor_values()
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(hs) ** 2)
+        keras.optimizers.Adam(1e-2, epsilon=1e-12).apply(tape.gradient(loss, layer.trainable_weights), layer.trainable_weights)
+        steps.append([a - b for a, b in zip(layer.factor_values(), before)])
+    # One Adam step moves W by s times as much (MMSA's factor_lr = s * lr);
+    # exact where epsilon is negligible against the gradient.
+    for p, q in zip(*steps):
+        np.testing.assert_allclose(q, 0.25 * p, atol=1e-6)

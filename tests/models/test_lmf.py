@@ -25,6 +25,7 @@ def test_presets_protocol_quirks_and_config():
     # MMSA's factor learning rate, kept apart from the sub-networks' one.
     assert LMF.training_presets["sims"]["factor_learning_rate"] == 5e-4
     assert LMF.training_presets["sims"]["learning_rate"] == 2e-3
+    assert sims.fusion.factor_scale == 0.25 and LMF.from_preset("mosi").fusion.factor_scale == 1.0
     assert LMF.from_config(sims.get_config()).get_config() == sims.get_config()
     model = _model()
     batch = small_batch(tiny_synthetic(train=8, valid=8, test=8)["train"], 2)

@@ -78,6 +78,16 @@ def test_a_checkpoint_of_other_settings_is_refused_by_name(mmsa):
         lmf_from_mmsa({k: v for k, v in weights.items() if k != "fusion_bias"}, MMSA_PARAMS)
 
 
+def test_factor_learning_rate_scale_keeps_mmsa_numbers(mmsa):
+    weights, io, grads = mmsa
+    # MMSA's SIMS setting: factor_lr / learning_rate = 0.25.
+    model = lmf_from_mmsa(weights, {**MMSA_PARAMS, "learning_rate": 2e-3, "factor_lr": 5e-4})
+    assert model.fusion.factor_scale == 0.25
+    out = np.asarray(model({m: io[m] for m in MODALITIES})["sentiment"])
+    np.testing.assert_allclose(out, io["M"], atol=1e-4)
+    np.testing.assert_allclose(model.fusion.factor_values()[0], weights["audio_factor"], atol=1e-6)
+
+
 def test_import_recipe_writes_a_model_that_predicts_mmsa_numbers(tmp_path, load_recipe):
     import json
 

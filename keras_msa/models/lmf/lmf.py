@@ -27,9 +27,13 @@ class LMF(MSAModel):
     - lambda and b (`fusion_weights`, `fusion_bias`) are left out of MMSA's
       optimizer and stay at their initial values; `train_fusion_weights=False`
       (default) makes them non-trainable weights.
-    - the factors W_m get their own learning rate `factor_lr`
-      (`training_presets[...]["factor_learning_rate"]`), the sub-networks
-      `learning_rate`, both with Adam's L2 `weight_decay`.
+    - the factors W_m get their own learning rate `factor_lr`, the
+      sub-networks `learning_rate` (`training_presets`). One Keras optimizer
+      has one learning rate, so the factors are stored scaled
+      (`LowRankFusion`'s `factor_scale`): with Adam they then learn
+      `factor_lr_scale` = factor_lr / learning_rate times as fast as the
+      rest (the presets: 1 for MOSI and MOSEI, 0.25 for SIMS), whatever
+      learning rate the run uses.
 
     With these settings `keras_msa.convert.mmsa_lmf` loads an MMSA LMF state
     dict and the outputs agree to 1e-4 (tests/models/test_lmf_parity.py).
@@ -41,6 +45,7 @@ class LMF(MSAModel):
         dropouts: dict with the `audio` and `vision` sub-network dropout.
         text_out: width of the text embedding (default h_t // 2, MMSA's).
         train_fusion_weights: train lambda and b (MMSA does not).
+        factor_lr_scale: the factors' learning rate over the others'.
         modalities: the modalities fused (ablation).
         task_loss: "mae" (MMSA), "mse" or "huber".
         **kwargs: `MSAModel` arguments.
@@ -65,11 +70,12 @@ class LMF(MSAModel):
         "mosei": {"hidden_dims": {"text": 128, "audio": 16, "vision": 128}, "rank": 4,
                   "dropouts": {"audio": 0.2, "vision": 0.2}},
         "sims": {"hidden_dims": {"text": 64, "audio": 16, "vision": 64}, "rank": 4,
-                 "dropouts": {"audio": 0.2, "vision": 0.2}},
+                 "dropouts": {"audio": 0.2, "vision": 0.2}, "factor_lr_scale": 0.25},
     }
     #: MMSA's training protocol for LMF (`trains/singleTask/LMF.py`), as plain
     #: data: Adam with two parameter groups, the factors at
-    #: `factor_learning_rate` and the sub-networks at `learning_rate`, both
+    #: `factor_learning_rate` (here: `learning_rate` times the preset's
+    #: `factor_lr_scale`) and the sub-networks at `learning_rate`, both
     #: with L2 `weight_decay` (PyTorch Adam's: added to the gradient, not
     #: decoupled), lambda and b not optimised, L1 loss, no clipping, early
     #: stopping after 8 epochs without a better validation loss.
@@ -89,6 +95,7 @@ class LMF(MSAModel):
         dropouts=None,
         text_out=None,
         train_fusion_weights=False,
+        factor_lr_scale=1.0,
         modalities=FUSION_ORDER,
         task_loss="mae",
         **kwargs,
@@ -103,6 +110,7 @@ class LMF(MSAModel):
         self.dropouts = {k: float(v) for k, v in dropouts.items()}
         self.text_out = self.hidden_dims["text"] // 2 if text_out is None else int(text_out)
         self.train_fusion_weights = bool(train_fusion_weights)
+        self.factor_lr_scale = float(factor_lr_scale)
         modalities = tuple(modalities)
         if len(modalities) < 2 or set(modalities) - set(FUSION_ORDER) or len(set(modalities)) != len(modalities):
             raise ValueError(f"LMF: modalities must be two or three distinct names of {list(FUSION_ORDER)}; "
@@ -113,7 +121,7 @@ class LMF(MSAModel):
         self.text_lstm = self.encoders.text_lstm
         self.text_dense = self.encoders.text_dense
         self.fusion = LowRankFusion(self.rank, 1, train_fusion_weights=self.train_fusion_weights,
-                                    dtype="float32", name="low_rank_fusion")
+                                    factor_scale=self.factor_lr_scale, dtype="float32", name="low_rank_fusion")
 
     def build(self, input_shape):
         if not isinstance(input_shape, dict):
@@ -143,6 +151,7 @@ class LMF(MSAModel):
             "dropouts": dict(self.dropouts),
             "text_out": self.text_out,
             "train_fusion_weights": self.train_fusion_weights,
+            "factor_lr_scale": self.factor_lr_scale,
             "modalities": list(self.modalities),
         })
         return config
