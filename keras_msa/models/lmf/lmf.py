@@ -3,7 +3,9 @@ import keras
 from keras_msa.layers.low_rank_fusion import LowRankFusion
 from keras_msa.models.base import MSAModel
 from keras_msa.models.base import register_model
-from keras_msa.models.tfn.subnets import FusionSubnets
+from keras_msa.models.tfn.subnets import attach
+from keras_msa.models.tfn.subnets import build_encoders
+from keras_msa.models.tfn.subnets import fusion_modalities
 from keras_msa.models.tfn.subnets import per_modality
 from keras_msa.models.tfn.tfn import FUSION_ORDER
 
@@ -111,25 +113,13 @@ class LMF(MSAModel):
         self.text_out = self.hidden_dims["text"] // 2 if text_out is None else int(text_out)
         self.train_fusion_weights = bool(train_fusion_weights)
         self.factor_lr_scale = float(factor_lr_scale)
-        modalities = tuple(modalities)
-        if len(modalities) < 2 or set(modalities) - set(FUSION_ORDER) or len(set(modalities)) != len(modalities):
-            raise ValueError(f"LMF: modalities must be two or three distinct names of {list(FUSION_ORDER)}; "
-                             f"got {list(modalities)}.")
-        self.modalities = tuple(m for m in FUSION_ORDER if m in modalities)
-        self.encoders = FusionSubnets(self.hidden_dims, self.text_out, self.dropouts)
-        self.subnet_layers = self.encoders.subnets["audio"] + self.encoders.subnets["vision"]
-        self.text_lstm = self.encoders.text_lstm
-        self.text_dense = self.encoders.text_dense
+        self.modalities = fusion_modalities(modalities, "LMF", FUSION_ORDER)
+        attach(self, self.hidden_dims, self.text_out, self.dropouts)
         self.fusion = LowRankFusion(self.rank, 1, train_fusion_weights=self.train_fusion_weights,
                                     factor_scale=self.factor_lr_scale, dtype="float32", name="low_rank_fusion")
 
     def build(self, input_shape):
-        if not isinstance(input_shape, dict):
-            raise TypeError(f"LMF is built from a batch dict of shapes; got {input_shape!r}.")
-        try:
-            self.encoders.build(input_shape, self.hidden_dims)
-        except (KeyError, ValueError) as e:
-            raise type(e)(f"LMF {e.args[0]}") from None
+        build_encoders(self, input_shape, "LMF")
         widths = {"audio": self.hidden_dims["audio"], "vision": self.hidden_dims["vision"], "text": self.text_out}
         self.fusion.build([(None, widths[m]) for m in self.modalities])
         self.built = True

@@ -69,6 +69,33 @@ class FusionSubnets:
         return embeddings, present
 
 
+def attach(model, hidden_dims, text_out, dropouts):
+    """Gives `model` its `FusionSubnets` as `model.encoders`, with the layers
+    also held as model attributes so that Keras tracks (and saves) them."""
+    model.encoders = FusionSubnets(hidden_dims, text_out, dropouts)
+    model.subnet_layers = model.encoders.subnets["audio"] + model.encoders.subnets["vision"]
+    model.text_lstm = model.encoders.text_lstm
+    model.text_dense = model.encoders.text_dense
+
+
+def build_encoders(model, input_shape, owner):
+    if not isinstance(input_shape, dict):
+        raise TypeError(f"{owner} is built from a batch dict of shapes; got {input_shape!r}.")
+    try:
+        model.encoders.build(input_shape, model.hidden_dims)
+    except (KeyError, ValueError) as e:
+        raise type(e)(f"{owner} {e.args[0]}") from None
+
+
+def fusion_modalities(modalities, owner, order):
+    """The fused modalities, validated, in the fusion `order`."""
+    modalities = tuple(modalities)
+    if len(modalities) < 2 or set(modalities) - set(order) or len(set(modalities)) != len(modalities):
+        raise ValueError(f"{owner}: modalities must be two or three distinct names of {list(order)}; "
+                         f"got {list(modalities)}.")
+    return tuple(m for m in order if m in modalities)
+
+
 def per_modality(value, what, owner):
     if not isinstance(value, dict) or set(value) != set(MODALITIES):
         raise ValueError(f"{owner}: {what} must be a dict naming exactly {list(MODALITIES)}; got {value!r}.")

@@ -5,7 +5,9 @@ from keras import ops
 from keras_msa.layers.tensor_fusion import TensorFusion
 from keras_msa.models.base import MSAModel
 from keras_msa.models.base import register_model
-from keras_msa.models.tfn.subnets import FusionSubnets
+from keras_msa.models.tfn.subnets import attach
+from keras_msa.models.tfn.subnets import build_encoders
+from keras_msa.models.tfn.subnets import fusion_modalities
 from keras_msa.models.tfn.subnets import per_modality
 
 #: The fusion order of MMSA's outer product (its flattened layout).
@@ -111,16 +113,8 @@ class TFN(MSAModel):
         self.dropouts = {k: float(v) for k, v in dropouts.items()}
         self.output_range = None if output_range is None else float(output_range)
         self.output_shift = float(output_shift)
-        modalities = tuple(modalities)
-        if len(modalities) < 2 or set(modalities) - set(FUSION_ORDER) or len(set(modalities)) != len(modalities):
-            raise ValueError(f"TFN: modalities must be two or three distinct names of {list(FUSION_ORDER)}; "
-                             f"got {list(modalities)}.")
-        self.modalities = tuple(m for m in FUSION_ORDER if m in modalities)
-        self.encoders = FusionSubnets(self.hidden_dims, self.text_out, self.dropouts)
-        # Tracked as attributes so that Keras sees (and saves) their weights.
-        self.subnet_layers = self.encoders.subnets["audio"] + self.encoders.subnets["vision"]
-        self.text_lstm = self.encoders.text_lstm
-        self.text_dense = self.encoders.text_dense
+        self.modalities = fusion_modalities(modalities, "TFN", FUSION_ORDER)
+        attach(self, self.hidden_dims, self.text_out, self.dropouts)
         self.fusion = TensorFusion(name="tensor_fusion")
         self.fusion_drop = layers.Dropout(self.dropouts["post_fusion"])
         self.post_fusion_1 = layers.Dense(self.post_fusion_dim, activation="relu", name="post_fusion_1")
@@ -137,12 +131,7 @@ class TFN(MSAModel):
     def build(self, input_shape):
         # Every weight is made here from the input widths, so that a reloaded
         # `.keras` model has them all before its weights are restored.
-        if not isinstance(input_shape, dict):
-            raise TypeError(f"TFN is built from a batch dict of shapes; got {input_shape!r}.")
-        try:
-            self.encoders.build(input_shape, self.hidden_dims)
-        except (KeyError, ValueError) as e:
-            raise type(e)(f"TFN {e.args[0]}") from None
+        build_encoders(self, input_shape, "TFN")
         self.post_fusion_1.build((None, self.fusion_width()))
         self.post_fusion_2.build((None, self.post_fusion_dim))
         self.sentiment_head.build((None, self.post_fusion_dim))
