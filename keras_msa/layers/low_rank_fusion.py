@@ -43,7 +43,7 @@ class LowRankFusion(keras.layers.Layer):
 
     >>> import numpy as np
     >>> layer = LowRankFusion(rank=2, output_dim=1)
-    >>> layer([np.ones((3, 4), "float32"), np.ones((3, 2), "float32")]).shape
+    >>> tuple(layer([np.ones((3, 4), "float32"), np.ones((3, 2), "float32")]).shape)
     (3, 1)
     """
 

@@ -61,7 +61,7 @@ class TFN(MSAModel):
     >>> batch = {"text": np.zeros((2, 7, 16), "float32"),
     ...          "audio": np.zeros((2, 9, 5), "float32"),
     ...          "vision": np.zeros((2, 6, 20), "float32")}
-    >>> model(batch)["sentiment"].shape
+    >>> tuple(model(batch)["sentiment"].shape)
     (2, 1)
     """
 
