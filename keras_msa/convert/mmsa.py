@@ -126,7 +126,7 @@ def import_mmsa_checkpoint(checkpoint, model="mult", config="mosi", dataset=None
 
     Args:
         checkpoint: the `.pth` MMSA saved (`<model_save_dir>/<model>-<dataset>.pth`).
-        model: the keras_msa model name (`"mult"`).
+        model: the keras_msa model name (`"mult"`, `"tfn"`, `"lmf"`).
         config: how it was trained (see the module doc).
         dataset: the datasetParams entry when `config` is MMSA's
             config_regression.json.
