@@ -48,8 +48,8 @@ PAIRS = {
     "eflstm": {"keras": "eflstm", "peer": "ef_lstm", "normalized": False, "text_aligned": True,
                "preset": "mmsa_{dataset}"},
     "mult": {"keras": "mult", "peer": "mult", "normalized": False, "preset": "{dataset}"},
-    "tfn": {"keras": "tfn", "peer": "tfn", "normalized": True},
-    "lmf": {"keras": "lmf", "peer": "lmf", "normalized": True},
+    "tfn": {"keras": "tfn", "peer": "tfn", "normalized": True, "preset": "{dataset}"},
+    "lmf": {"keras": "lmf", "peer": "lmf", "normalized": True, "preset": "{dataset}"},
 }
 FEATURE_DIMS = {"mosi": (768, 5, 20), "mosei": (768, 74, 35), "sims": (768, 33, 709)}
 ROWS = (

@@ -33,6 +33,12 @@ from keras_msa.convert.mmsa_mult import CheckpointMismatchError
 from keras_msa.convert.mmsa_mult import check_mult_state_dict
 from keras_msa.convert.mmsa_mult import mult_config_from_mmsa
 from keras_msa.convert.mmsa_mult import mult_from_mmsa
+from keras_msa.convert.mmsa_lmf import check_lmf_state_dict
+from keras_msa.convert.mmsa_lmf import lmf_config_from_mmsa
+from keras_msa.convert.mmsa_lmf import lmf_from_mmsa
+from keras_msa.convert.mmsa_tfn import check_tfn_state_dict
+from keras_msa.convert.mmsa_tfn import tfn_config_from_mmsa
+from keras_msa.convert.mmsa_tfn import tfn_from_mmsa
 
 #: keras_msa model name -> (MMSA's config key, converter, config checker).
 CONVERTERS = {
@@ -41,6 +47,12 @@ CONVERTERS = {
         else check_mult_state_dict(params, sd))),
     "eflstm": ("ef_lstm", ef_lstm_from_mmsa, check_ef_lstm_state_dict),
     "lfdnn": ("lf_dnn", lf_dnn_from_mmsa, check_lf_dnn_state_dict),
+    "tfn": ("tfn", tfn_from_mmsa, lambda params, sd: (
+        tfn_config_from_mmsa(params, sd) if isinstance(params.get("hidden_dims"), (list, tuple))
+        else check_tfn_state_dict(params, sd))),
+    "lmf": ("lmf", lmf_from_mmsa, lambda params, sd: (
+        lmf_config_from_mmsa(params, sd) if isinstance(params.get("hidden_dims"), (list, tuple))
+        else check_lmf_state_dict(params, sd))),
 }
 #: MMSA's model names, accepted for the keras_msa ones.
 ALIASES = {"ef_lstm": "eflstm", "lf_dnn": "lfdnn"}
@@ -135,7 +147,7 @@ def import_mmsa_checkpoint(checkpoint, model="mult", config="mosi", dataset=None
     Args:
         checkpoint: the `.pth` MMSA saved (`<model_save_dir>/<model>-<dataset>.pth`).
         model: the keras_msa model name (`"mult"`, `"eflstm"`, `"lfdnn"`; MMSA's
-            `"ef_lstm"` and `"lf_dnn"` also).
+            `"ef_lstm"` and `"lf_dnn"` also), `"tfn"`, `"lmf"`.
         config: how it was trained (see the module doc).
         dataset: the datasetParams entry when `config` is MMSA's
             config_regression.json.

@@ -16,3 +16,5 @@ from keras_msa.layers.cross_shaped_dynamic_scale_attention import CrossShapedDyn
 from keras_msa.layers.discrepancy_block import DiscrepancyBlock
 from keras_msa.layers.sinusoidal_positional_embedding import SinusoidalPositionalEmbedding
 from keras_msa.layers.cross_modal_transformer import CrossModalTransformer
+from keras_msa.layers.tensor_fusion import TensorFusion
+from keras_msa.layers.low_rank_fusion import LowRankFusion

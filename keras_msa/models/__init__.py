@@ -12,3 +12,5 @@ from keras_msa.models.mulg import MulG
 from keras_msa.models.mult import MulT
 from keras_msa.models.tecafn import TeCaFN
 from keras_msa.models.ssgdl import SSGDL
+from keras_msa.models.tfn import TFN
+from keras_msa.models.lmf import LMF

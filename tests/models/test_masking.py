@@ -43,6 +43,9 @@ TINY = {
         conv_kernel_sizes={"text": 2, "audio": 1, "vision": 1}, attention_dropout=0.0, embed_dropout=0.0,
         output_dropout=0.0, text_dropout=0.0,
     ),
+    "tfn": dict(hidden_dims={"text": 4, "audio": 3, "vision": 3}, text_out=3, post_fusion_dim=4,
+                dropouts={"audio": 0.0, "vision": 0.0, "post_fusion": 0.0}),
+    "lmf": dict(hidden_dims={"text": 4, "audio": 3, "vision": 3}, rank=2, dropouts={"audio": 0.0, "vision": 0.0}),
     "ssgdl": dict(hidden_dim=8, num_heads=2, kernel_sizes=(3, 5), min_width=4, dropout=0.0),
 }
 

@@ -23,6 +23,10 @@ TINY_CONFIGS = {
                       warmup_proportion=0),
     "m3sa": dict(hidden_dim=10, num_heads=5, num_scales=2),
     "ssgdl": dict(hidden_dim=8, num_heads=2, min_width=4),
+    "tfn": dict(hidden_dims={"text": 8, "audio": 4, "vision": 4}, text_out=4, post_fusion_dim=8),
+    "lmf": dict(hidden_dims={"text": 8, "audio": 4, "vision": 4}, rank=2),
+    "mult": dict(hidden_dim=4, num_heads=2, num_layers=1, memory_layers=1,
+                 conv_kernel_sizes={"text": 2, "audio": 1, "vision": 1}),
 }
 
 # Half precision keeps ~3 (float16) or ~2 (bfloat16) significant digits per op.
