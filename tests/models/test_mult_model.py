@@ -47,10 +47,14 @@ def test_presets_protocol_ablation_and_config():
     assert (mosei.hidden_dim, mosei.num_heads, mosei.num_layers, mosei.memory_layers) == (30, 6, 4, 4)
     assert mosei.conv_kernel_sizes == {"text": 5, "audio": 1, "vision": 3}
     assert MulT.from_preset("sims").memory_layers == 3  # max(nlevels=2, 3), as MMSA
-    assert MulT.training_presets["mosi"]["learning_rate"] == 2e-3
-    assert MulT.training_presets["mosei"]["batch_size"] == 4
-    assert all(p["clipvalue"] == 0.6 and p["gradient_accumulation_steps"] == 8
-               for p in MulT.training_presets.values())
+    from keras_msa.training.protocol import resolve_protocol
+
+    assert resolve_protocol(MulT, "mosi")["learning_rate"] == {
+        "value": 2e-3, "source": "MMSA", "note": resolve_protocol(MulT, "mosi")["learning_rate"]["note"]}
+    assert resolve_protocol(MulT, "mosei")["batch_size"]["value"] == 4
+    for preset in MulT.training_presets:
+        p = resolve_protocol(MulT, preset)
+        assert p["clipvalue"]["value"] == 0.6 and p["gradient_accumulation_steps"]["value"] == 8
     clone = MulT.from_config(mosei.get_config())
     assert clone.get_config() == mosei.get_config()
     # The paper's "[V,A -> L]" ablation keeps the text branch alone.
