@@ -51,7 +51,9 @@ def test_presets_are_mmsa_config_and_defaults_unchanged():
     assert (mosi.hidden_dim, mosi.num_layers, mosi.dropout, mosi.time_batchnorm, mosi.head_style) == (
         128, 4, 0.5, True, "mmsa")
     assert EFLSTM.from_preset("mmsa_mosei").hidden_dim == 256 and EFLSTM.from_preset("mmsa_sims").num_layers == 3
-    assert EFLSTM.training_presets["mmsa_mosi"]["l2_weight_decay"] == 5e-3
+    from keras_msa.training.protocol import resolve_protocol
+
+    assert resolve_protocol(EFLSTM, "mmsa_mosi")["l2_weight_decay"] == {"value": 5e-3, "source": "MMSA"}
     default = EFLSTM.from_preset("mosi")
     assert (default.num_layers, default.time_batchnorm, default.head_style) == (1, False, "default")
     clone = EFLSTM.from_config(mosi.get_config())

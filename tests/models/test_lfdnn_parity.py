@@ -53,7 +53,9 @@ def test_presets_are_mmsa_config_and_defaults_unchanged():
         "mmsa", {"text": 128, "audio": 16, "vision": 128}, 256, 128)
     assert LFDNN.from_preset("mmsa_sims").dropouts["fusion"] == 0.5
     assert LFDNN.from_preset("mmsa_mosei").hidden_dims["audio"] == 32
-    assert LFDNN.training_presets["mmsa_mosi"]["l2_weight_decay"] == 1e-2
+    from keras_msa.training.protocol import resolve_protocol
+
+    assert resolve_protocol(LFDNN, "mmsa_mosi")["l2_weight_decay"] == {"value": 1e-2, "source": "MMSA"}
     assert LFDNN.from_preset("mosi").style == "default"
     clone = LFDNN.from_config(mosi.get_config())
     assert clone.get_config() == mosi.get_config()

@@ -125,6 +125,11 @@ def test_gradients_reach_every_weight(bench):
     grads = tape.gradient(loss, model.trainable_weights)
     for w, g in zip(model.trainable_weights, grads):
         assert g is not None and np.isfinite(np.asarray(g)).all(), w.path
+        if w.path.endswith("key_bias"):
+            # q . (k_j + b) adds q . b to every logit of a query's row, which
+            # the softmax cancels: the key bias's gradient is 0 up to
+            # round-off, whether it comes out as exactly 0 or as noise.
+            continue
         assert np.abs(np.asarray(g)).max() > 0, w.path
 
 
