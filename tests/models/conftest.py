@@ -1,6 +1,7 @@
-"""What the MMSA parity tests of EF-LSTM and LF-DNN share: reading their
-fixtures (tests/fixtures/mmsa/make_fixtures.py) and comparing one training
-step with MMSA's."""
+"""What the MMSA parity tests share: reading the EF-LSTM and LF-DNN
+fixtures (tests/fixtures/mmsa/make_fixtures.py), comparing one training step
+with MMSA's, and comparing gradients placed on the Keras variables (TFN and
+LMF too)."""
 
 import os
 
@@ -38,11 +39,18 @@ class MMSAStep:
         pairs, _ = weight_pairs(model, grads, gradients=True)
         want = {id(var): value for var, value, _ in pairs}
         assert len(want) == len(model.trainable_weights)
+        return MMSAStep.compare_gradients(model, ours, want)
+
+    @staticmethod
+    def compare_gradients(model, ours, want, atol=1e-3):
+        """Asserts each gradient in `ours` (in `model.trainable_weights`
+        order) equals MMSA's `want[id(variable)]` to `atol`; returns the
+        largest difference."""
         worst = 0.0
         for var, got in zip(model.trainable_weights, ours):
             got = np.asarray(got)
             worst = max(worst, float(np.abs(got - want[id(var)]).max()))
-            np.testing.assert_allclose(got, want[id(var)], atol=1e-3, err_msg=var.path)
+            np.testing.assert_allclose(got, want[id(var)], atol=atol, err_msg=var.path)
         return worst
 
 
