@@ -22,7 +22,6 @@ Needs the media extra: pip install "keras_msa[media]" (and
 "keras_msa[media-extra]" for --audio_features=egemaps|compare|librosa).
 """
 
-import importlib.util
 import os
 import sys
 
@@ -64,17 +63,6 @@ def convert_to_tfrecord(features_dir, tfrecord_dir, dims, overwrite=False, progr
     return subprocess.run(args).returncode
 
 
-def quiet_start():
-    """Applies `--verbosity` before TensorFlow loads (keras_msa/utils/quiet.py,
-    loaded by path: importing the keras_msa package would import TensorFlow)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("keras_msa_quiet_start",
-                                                  os.path.join(root, "keras_msa", "utils", "quiet.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.quiet_start(FLAGS.verbosity)
-
-
 def main(argv):
     del argv
     for name in ("input", "output"):
@@ -82,7 +70,10 @@ def main(argv):
             raise app.UsageError(f"--{name} is required.")
     if FLAGS.max_frames is not None and FLAGS.max_frames < 1:
         raise app.UsageError(f"--max_frames={FLAGS.max_frames}: expected a positive number of frames.")
-    quiet_start()
+    # Before anything imports TensorFlow (`import keras_msa` does not).
+    from keras_msa.utils.quiet import quiet_start
+
+    quiet_start(FLAGS.verbosity)
     from keras_msa.features.extract import extract_features
     from keras_msa.features.extract import format_summary
 

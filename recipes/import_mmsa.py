@@ -30,22 +30,12 @@ flags.DEFINE_string("dataset", None, "The datasetParams entry of --config (defau
 flags.DEFINE_string("output", None, "Where the .keras model goes.", required=True)
 
 
-def quiet_start():
-    """Applies `--verbosity` before TensorFlow loads (keras_msa/utils/quiet.py,
-    loaded by path: importing the keras_msa package would import TensorFlow)."""
-    import importlib.util
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("keras_msa_quiet_start",
-                                                  os.path.join(root, "keras_msa", "utils", "quiet.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.quiet_start(FLAGS.verbosity)
-
-
 def main(argv):
     del argv
-    quiet_start()
+    # Before anything imports TensorFlow (`import keras_msa` does not).
+    from keras_msa.utils.quiet import quiet_start
+
+    quiet_start(FLAGS.verbosity)
     from keras_msa.convert.mmsa import import_mmsa_checkpoint
     from keras_msa.convert.mmsa_mult import CheckpointMismatchError
     from keras_msa.data.errors import DataFormatError

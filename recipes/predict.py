@@ -39,19 +39,6 @@ flags.DEFINE_integer("max_frames", None, "Search at most this many video frames 
 flags.DEFINE_integer("batch_size", 8, "Clips scored together with --input_csv.")
 
 
-def quiet_start():
-    """Applies `--verbosity` before TensorFlow loads (keras_msa/utils/quiet.py,
-    loaded by path: importing the keras_msa package would import TensorFlow)."""
-    import importlib.util
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "keras_msa", "utils", "quiet.py")
-    spec = importlib.util.spec_from_file_location("keras_msa_quiet_start", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.quiet_start(FLAGS.verbosity)
-
-
 def describe(result):
     """One line: the score, its reading, what was found and what was not."""
     from keras_msa.inference.predict import sentiment_word
@@ -76,7 +63,10 @@ def main(argv):
         raise app.UsageError("Give --video, --audio or --input_csv (and --text), or at least --text.")
     if FLAGS.output_csv and not FLAGS.input_csv:
         raise app.UsageError("--output_csv goes with --input_csv.")
-    quiet_start()
+    # Before anything imports TensorFlow (`import keras_msa` does not).
+    from keras_msa.utils.quiet import quiet_start
+
+    quiet_start(FLAGS.verbosity)
     from keras_msa.features.media import MediaError
     from keras_msa.inference.predict import NotARawMediaModelError
     from keras_msa.inference.predict import Predictor

@@ -55,19 +55,6 @@ flags.DEFINE_integer("batch_size", 4, "Batch size.")
 flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.")
 
 
-def quiet_start():
-    """Applies `--verbosity` before TensorFlow loads (keras_msa/utils/quiet.py,
-    loaded by path: importing the keras_msa package would import TensorFlow)."""
-    import importlib.util
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "keras_msa", "utils", "quiet.py")
-    spec = importlib.util.spec_from_file_location("keras_msa_quiet_start", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.quiet_start(FLAGS.verbosity)
-
-
 def load_split_clips(root, max_frames):
     """`{mode: [(path, clip, text, label)]}` of a raw dataset; files that
     cannot be decoded are returned apart as `[(path or id, reason)]`."""
@@ -97,7 +84,10 @@ def load_split_clips(root, max_frames):
 
 def main(argv):
     del argv
-    quiet_start()
+    # Before anything imports TensorFlow (`import keras_msa` does not).
+    from keras_msa.utils.quiet import quiet_start
+
+    quiet_start(FLAGS.verbosity)
     import json
 
     import keras
