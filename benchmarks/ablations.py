@@ -117,12 +117,16 @@ flags.DEFINE_integer("batch_size", 50, "Batch size (both arms).")
 flags.DEFINE_integer("patience", 3, "Early-stopping patience in epochs on validation MAE.")
 flags.DEFINE_string("runs_dir", "runs/ablations", "Where each run's files go.")
 flags.DEFINE_string("output_md", None, "Write the Markdown table here (default <runs_dir>/ablations.md).")
+flags.DEFINE_string("model_config", None, "JSON merged into both arms' model config of every component run "
+                    "(e.g. '{\"scale_norm\": \"none\"}' for M3SA); part of each run's cache key.")
 flags.DEFINE_bool("table_only", False, "Only collect finished runs and write the table.")
 
 
 def _run_config(name, spec, arm):
     """Everything a run of one arm depends on (the cache key of its results)."""
     model_config = dict(spec["config"])
+    if FLAGS.model_config:
+        model_config.update(json.loads(FLAGS.model_config))
     if arm == "ablation":
         model_config.update(spec["ablation"])
     return {

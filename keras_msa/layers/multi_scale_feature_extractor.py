@@ -1,9 +1,15 @@
 import keras
 from keras import ops
 
+from keras_msa.layers.cross_shaped_dynamic_scale_attention import TORCH_BN_MOMENTUM
+from keras_msa.layers.cross_shaped_dynamic_scale_attention import masked_batch_norm
 from keras_msa.layers.se_channel_attention import SEChannelAttention
 from keras_msa.utils.masks import masked_rnn
 from keras_msa.utils.masks import zero_masked
+
+
+#: Eq. 2's `Norm` choices.
+NORMS = ("layer", "batch", "none")
 
 
 @keras.saving.register_keras_serializable(package="keras_msa")
@@ -13,9 +19,15 @@ class MultiScaleFeatureExtractor(keras.layers.Layer):
     Implements seed 003 Eqs. 1-3 and 7 (with Eqs. 4-6 in `SEChannelAttention`):
 
     * Eq. 1: `F^1 = LSTM(U)` `[B, T, d]`.
-    * Eq. 2: `F^{k+1} = Linear(Norm(ReLU(F^k)))`, k = 1..n-1; `Norm` is a
-      per-step `LayerNormalization` (the paper does not name the norm; a
-      per-step norm keeps padded steps out of the statistics).
+    * Eq. 2: `F^{k+1} = Linear(Norm(ReLU(F^k)))`, k = 1..n-1. The paper
+      does not name `Norm`; `norm` chooses it: `"layer"` (default, a
+      per-step `LayerNormalization`), `"batch"` (a `BatchNormalization`
+      whose batch statistics come from the real steps only, momentum 0.9 in
+      Keras' convention = PyTorch's default 0.1) or `"none"` (the
+      identity). A per-step LayerNorm divides each step by its own spread,
+      so every scale after F¹ loses the step's magnitude; on the synthetic
+      `multiscale` scenario that costs M3SA its multi-scale gain (README,
+      "Each paper's claim"), which is why the other two exist.
     * Eq. 3: `F = stack(F^1..F^n)` `[B, T, d, n]` (n channels).
     * Eqs. 4-6: SE channel attention over the n channels (squeeze over the
       real steps only).
@@ -39,6 +51,7 @@ class MultiScaleFeatureExtractor(keras.layers.Layer):
         ratio: r, the SE channel transformation ratio (paper's best 4).
         gate: SE excitation gate, `"sigmoid"` (default, a gate that cannot
             start dead; see `SEChannelAttention`) or `"relu"` (Eq. 5).
+        norm: Eq. 2's `Norm`: `"layer"`, `"batch"` or `"none"` (above).
         **kwargs: `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -58,10 +71,13 @@ class MultiScaleFeatureExtractor(keras.layers.Layer):
     ((2, 6, 8), (2, 6, 8))
     """
 
-    def __init__(self, hidden_dim=64, num_scales=5, ratio=4, gate="sigmoid", **kwargs):
+    def __init__(self, hidden_dim=64, num_scales=5, ratio=4, gate="sigmoid", norm="layer", **kwargs):
         super().__init__(**kwargs)
         if int(num_scales) < 1:
             raise ValueError(f"MultiScaleFeatureExtractor: num_scales must be >= 1; got {num_scales}.")
+        if norm not in NORMS:
+            raise ValueError(f"MultiScaleFeatureExtractor: norm must be one of {NORMS}; got {norm!r}.")
+        self.norm = norm
         self.hidden_dim = int(hidden_dim)
         self.num_scales = int(num_scales)
         self.ratio = int(ratio)
@@ -79,8 +95,16 @@ class MultiScaleFeatureExtractor(keras.layers.Layer):
         self.lstm.build(tuple(input_shape))
         self.norms, self.linears = [], []
         for k in range(self.num_scales - 1):
-            norm = keras.layers.LayerNormalization(dtype=self.dtype_policy, name=f"norm_{k + 1}")
-            norm.build((None, None, d))
+            if self.norm == "layer":
+                norm = keras.layers.LayerNormalization(dtype=self.dtype_policy, name=f"norm_{k + 1}")
+                norm.build((None, None, d))
+            elif self.norm == "batch":
+                norm = keras.layers.BatchNormalization(
+                    momentum=TORCH_BN_MOMENTUM, dtype=self.dtype_policy, name=f"norm_{k + 1}"
+                )
+                norm.build((None, None, d))
+            else:
+                norm = None
             linear = keras.layers.Dense(d, dtype=self.dtype_policy, name=f"linear_{k + 1}")
             linear.build((None, None, d))
             self.norms.append(norm)
@@ -102,7 +126,12 @@ class MultiScaleFeatureExtractor(keras.layers.Layer):
         scale = masked_rnn(self.lstm, inputs, mask, training=training)
         scales = [scale]
         for norm, linear in zip(self.norms, self.linears):
-            scale = zero_masked(linear(norm(ops.relu(scale))), mask)
+            a = ops.relu(scale)
+            if self.norm == "layer":
+                a = norm(a)
+            elif self.norm == "batch":
+                a = masked_batch_norm(norm, a, mask, training=training)
+            scale = zero_masked(linear(a), mask)
             scales.append(scale)
         return scales, mask
 
@@ -138,6 +167,7 @@ class MultiScaleFeatureExtractor(keras.layers.Layer):
                 "num_scales": self.num_scales,
                 "ratio": self.ratio,
                 "gate": self.gate,
+                "norm": self.norm,
             }
         )
         return config

@@ -157,3 +157,61 @@ def test_inf_and_nan_under_the_mask_change_nothing_and_keep_gradients_finite(num
     assert np.isfinite(np.asarray(got)).all()
     for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
         assert g is not None and np.isfinite(np.asarray(g)).all(), w.path
+
+
+def _numpy_scales_with_norm(layer, x, mask, training):
+    """Eqs. 1-2 with Norm = identity, or BatchNorm over the real steps
+    (training) / moving statistics (inference), in float64."""
+    x = np.where(mask[..., None], x, 0.0).astype(np.float64)
+    keep = mask[..., None].astype(np.float64)
+    k, r, b = (np.asarray(w, np.float64) for w in layer.lstm.get_weights())
+    scale = numpy_lstm(x, mask, k, r, b) * keep
+    scales = [scale]
+    for norm, linear in zip(layer.norms, layer.linears):
+        a = np.maximum(scale, 0.0)
+        if layer.norm == "batch":
+            gamma, beta, mm, mv = (np.asarray(w, np.float64) for w in norm.get_weights())
+            if training:
+                real = a[mask]
+                mu, var = real.mean(0), real.var(0)
+            else:
+                mu, var = mm, mv
+            a = (a - mu) / np.sqrt(var + norm.epsilon) * gamma + beta
+        w, wb = (np.asarray(v, np.float64) for v in linear.get_weights())
+        scale = (a @ w + wb) * keep
+        scales.append(scale)
+    return scales
+
+
+@pytest.mark.parametrize("norm,training", [("none", False), ("batch", True), ("batch", False)])
+def test_norm_options_match_numpy(norm, training):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 6, 5)).astype("float32")
+    x[~MASK] = np.nan  # padding carries NaN: it must reach nothing
+    layer = MultiScaleFeatureExtractor(hidden_dim=6, num_scales=3, ratio=2, norm=norm)
+    layer.build(x.shape)
+    weights = [rng.standard_normal(w.shape).astype("float32") * 0.4 + 0.1 for w in layer.get_weights()]
+    if norm == "batch":  # moving variances must stay positive
+        weights = [np.abs(w) + 0.5 if "moving_variance" in v.path else w
+                   for w, v in zip(weights, layer.weights)]
+    layer.set_weights(weights)
+    ref = _numpy_scales_with_norm(layer, np.nan_to_num(x), MASK, training)
+    scales, _ = layer._scales(x, MASK, training)
+    for got, want in zip(scales, ref):
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+    out, _ = layer(x, mask=MASK, training=training)
+    assert np.isfinite(np.asarray(out)).all()
+
+
+def test_batch_norm_ignores_an_all_padding_sample_in_training():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 6, 5)).astype("float32")
+    mask = MASK[:2]
+    layer = MultiScaleFeatureExtractor(hidden_dim=6, num_scales=3, ratio=2, norm="batch")
+    out, _ = layer(x, mask=mask, training=True)
+    padded = np.concatenate([x, np.full((1, 6, 5), np.inf, "float32")])
+    out_padded, _ = layer(padded, mask=np.concatenate([mask, np.zeros((1, 6), bool)]), training=True)
+    np.testing.assert_allclose(np.asarray(out_padded)[:2], np.asarray(out), atol=1e-6)
+    assert MultiScaleFeatureExtractor.from_config(layer.get_config()).norm == "batch"
+    with pytest.raises(ValueError, match="norm must be one of"):
+        MultiScaleFeatureExtractor(norm="group")

@@ -106,6 +106,9 @@ class M3SA(MSAModel):
             half of its scale weights are exactly 0 and get no gradient
             (`SEChannelAttention`); the sigmoid gate starts at ~0.5 and
             never cuts a scale off.
+        scale_norm: Eq. 2's unnamed `Norm` in every extractor: `"layer"`
+            (default), `"batch"` (masked) or `"none"`
+            (`MultiScaleFeatureExtractor`).
         task_loss: loss of every regression subtask (`"mae"`, as MMSA's
             multi-task models use; `"mse"`, `"huber"`).
         **kwargs: `MSAModel` arguments.
@@ -166,6 +169,7 @@ class M3SA(MSAModel):
         contrastive_temperature=0.1,
         contrastive_normalize=True,
         se_gate="sigmoid",
+        scale_norm="layer",
         task_loss="mae",
         **kwargs,
     ):
@@ -207,6 +211,7 @@ class M3SA(MSAModel):
         self.contrastive_temperature = float(contrastive_temperature)
         self.contrastive_normalize = bool(contrastive_normalize)
         self.se_gate = se_gate
+        self.scale_norm = scale_norm
 
         d = self.hidden_dim
         self.extractors = {
@@ -215,6 +220,7 @@ class M3SA(MSAModel):
                 num_scales=self.num_scales if self.multi_scale else 1,
                 ratio=self.ratio,
                 gate=se_gate,
+                norm=scale_norm,
                 name=f"{m}_extractor",
             )
             for m in MODALITIES
@@ -489,6 +495,7 @@ class M3SA(MSAModel):
                 "contrastive_temperature": self.contrastive_temperature,
                 "contrastive_normalize": self.contrastive_normalize,
                 "se_gate": self.se_gate,
+                "scale_norm": self.scale_norm,
             }
         )
         return config
