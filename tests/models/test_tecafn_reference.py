@@ -103,7 +103,7 @@ def test_their_key_mask_is_shuffled_across_samples_with_several_heads():
     enc = _encoder(heads, *weights, x.shape[-1])
     ours, _ = enc._attend(0, x, c, attention_mask(np.ones(x.shape[:2], bool), valid), training=False)
     np.testing.assert_allclose(np.asarray(ours), _numpy_attention(x, c, weights, heads, own), atol=1e-5)
-    # The shuffle matters: measured 0.66 on this fixture.
+    # The shuffle matters: measured 0.78 (outputs of size ~1) on this fixture.
     assert np.abs(np.asarray(ours) - theirs).max() > 0.1
 
 
@@ -136,7 +136,7 @@ def test_encoder_layer_residual_differs_from_theirs():
     np.testing.assert_allclose(np.asarray(rebuilt), theirs, atol=1e-4)
 
     ours = np.asarray(enc(h, c, context_mask=valid))
-    # Measured 2.3 on this fixture: the residual is not a small detail.
+    # Measured 2.2 (mean |output| 1.1) on this fixture: the residual is not a small detail.
     assert np.abs(ours - theirs).max() > 0.5
 
 
