@@ -91,7 +91,8 @@ def test_their_key_mask_is_shuffled_across_samples_with_several_heads():
     are laid out batch-major, the mask head-major). Ours uses each sample's
     own padding."""
     f = _load("attention.npz")
-    tag, heads = "h2_mixed", int(_load("attention.npz")["h2_mixed_heads"])
+    tag = "h2_mixed"
+    heads = int(f[f"{tag}_heads"])
     x, c = _batch_major(f[f"{tag}_query"]), _batch_major(f[f"{tag}_key"])
     weights = [f[f"{tag}_{k}"] for k in ("in_proj_weight", "in_proj_bias", "out_weight", "out_bias")]
     valid = np.logical_not(f[f"{tag}_key_padding"])
