@@ -35,9 +35,11 @@ import argparse
 import json
 import os
 import platform
-import resource
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_peer import _peak_rss_mb  # noqa: E402 - the shared timing, beside this file
+from torch_peer import time_model  # noqa: E402
 
 FEATURE_DIMS = {"mosi": (768, 5, 20), "mosei": (768, 74, 35)}
 
@@ -147,39 +149,7 @@ def main():
         optimizer.step()
         return loss.item()
 
-    net.train()
-    start = time.perf_counter()
-    train_step()
-    first_step_s = time.perf_counter() - start
-    for _ in range(max(opts.warmup - 1, 0)):
-        train_step()
-    times = []
-    for _ in range(opts.steps):
-        start = time.perf_counter()
-        train_step()
-        times.append(time.perf_counter() - start)
-    times = np.asarray(times)
-
-    net.eval()
-    x1, xb = batch(1), batch(opts.batch_size)
-
-    def predict(x):
-        return forward(x)[2].numpy()
-
-    with torch.no_grad():
-        for _ in range(opts.warmup):
-            predict(x1)
-            predict(xb)
-        latency, batch_times = [], []
-        for _ in range(opts.repeats):
-            start = time.perf_counter()
-            predict(x1)
-            latency.append(time.perf_counter() - start)
-        for _ in range(opts.repeats):
-            start = time.perf_counter()
-            predict(xb)
-            batch_times.append(time.perf_counter() - start)
-    latency, batch_times = np.asarray(latency), np.asarray(batch_times)
+    timings = time_model(net, train_step, lambda x: forward(x)[2].numpy(), batch, opts)
 
     settings = {k: v for k, v in sorted(vars(hp).items()) if isinstance(v, (int, float, str, bool))}
     settings["learning_rate"] = hp.lr_main
@@ -193,12 +163,8 @@ def main():
         "settings": settings,
         "train_batch": opts.train_batch,
         "batch_size": opts.batch_size,
-        "first_train_step_s": float(first_step_s),
-        "train_samples_per_s": float(opts.train_batch * len(times) / times.sum()),
-        "train_step_ms_median": float(np.median(times) * 1e3),
-        "latency_b1_ms_median": float(np.median(latency) * 1e3),
-        "throughput_samples_per_s": float(opts.batch_size * len(batch_times) / batch_times.sum()),
-        "peak_rss_mb": float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0),
+        **timings,
+        "peak_rss_mb": float(_peak_rss_mb()),
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
         "threads": torch.get_num_threads(),
     }

@@ -122,6 +122,53 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def time_model(net, train_step, predict, batch, opts):
+    """Times `train_step()` in train mode (first step, `opts.warmup - 1`
+    more untimed, `opts.steps` timed) and `predict(x)` in eval mode under
+    `torch.no_grad()` at batch 1 and `opts.batch_size` (`opts.warmup`
+    untimed calls, `opts.repeats` timed); `batch(n)` makes an input batch.
+    Returns the timing keys of the result JSON."""
+    import numpy as np
+    import torch
+
+    net.train()
+    start = time.perf_counter()
+    train_step()
+    first_step_s = time.perf_counter() - start
+    for _ in range(max(opts.warmup - 1, 0)):
+        train_step()
+    times = []
+    for _ in range(opts.steps):
+        start = time.perf_counter()
+        train_step()
+        times.append(time.perf_counter() - start)
+    times = np.asarray(times)
+
+    net.eval()
+    x1, xb = batch(1), batch(opts.batch_size)
+    with torch.no_grad():
+        for _ in range(opts.warmup):
+            predict(x1)
+            predict(xb)
+        latency, batch_times = [], []
+        for _ in range(opts.repeats):
+            start = time.perf_counter()
+            predict(x1)
+            latency.append(time.perf_counter() - start)
+        for _ in range(opts.repeats):
+            start = time.perf_counter()
+            predict(xb)
+            batch_times.append(time.perf_counter() - start)
+    latency, batch_times = np.asarray(latency), np.asarray(batch_times)
+    return {
+        "first_train_step_s": float(first_step_s),
+        "train_samples_per_s": float(opts.train_batch * len(times) / times.sum()),
+        "train_step_ms_median": float(np.median(times) * 1e3),
+        "latency_b1_ms_median": float(np.median(latency) * 1e3),
+        "throughput_samples_per_s": float(opts.batch_size * len(batch_times) / batch_times.sum()),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, choices=sorted(MODELS))
@@ -188,35 +235,7 @@ def main():
         optimizer.step()
         return float(loss)
 
-    net.train()
-    start = time.perf_counter()
-    train_step()
-    first_step_s = time.perf_counter() - start
-    for _ in range(max(opts.warmup - 1, 0)):
-        train_step()
-    times = []
-    for _ in range(opts.steps):
-        start = time.perf_counter()
-        train_step()
-        times.append(time.perf_counter() - start)
-    times = np.asarray(times)
-
-    net.eval()
-    x1, xb = batch(1), batch(opts.batch_size)
-    with torch.no_grad():
-        for _ in range(opts.warmup):
-            forward(x1).numpy()
-            forward(xb).numpy()
-        latency, batch_times = [], []
-        for _ in range(opts.repeats):
-            start = time.perf_counter()
-            forward(x1).numpy()
-            latency.append(time.perf_counter() - start)
-        for _ in range(opts.repeats):
-            start = time.perf_counter()
-            forward(xb).numpy()
-            batch_times.append(time.perf_counter() - start)
-    latency, batch_times = np.asarray(latency), np.asarray(batch_times)
+    timings = time_model(net, train_step, lambda x: forward(x).numpy(), batch, opts)
 
     result = {
         "side": "MMSA (PyTorch)",
@@ -228,11 +247,7 @@ def main():
         "settings": {k: args[k] for k in sorted(args) if k not in ("featurePath",)},
         "train_batch": opts.train_batch,
         "batch_size": opts.batch_size,
-        "first_train_step_s": float(first_step_s),
-        "train_samples_per_s": float(opts.train_batch * len(times) / times.sum()),
-        "train_step_ms_median": float(np.median(times) * 1e3),
-        "latency_b1_ms_median": float(np.median(latency) * 1e3),
-        "throughput_samples_per_s": float(opts.batch_size * len(batch_times) / batch_times.sum()),
+        **timings,
         "peak_rss_mb": float(_peak_rss_mb()),
         "versions": {"torch": torch.__version__, "python": platform.python_version(),
                      "MMSA": _mmsa_version()},
