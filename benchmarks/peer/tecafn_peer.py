@@ -39,6 +39,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_peer import _peak_rss_mb  # noqa: E402 - the shared timing, beside this file
+from torch_peer import add_run_arguments  # noqa: E402
 from torch_peer import time_model  # noqa: E402
 
 FEATURE_DIMS = {"mosi": (768, 5, 20), "mosei": (768, 74, 35)}
@@ -63,15 +64,7 @@ def main():
     parser.add_argument("--src", required=True, help="checkout of TheShy-Dream/MSA-TeCaFN")
     parser.add_argument("--dataset", default="mosi", choices=sorted(FEATURE_DIMS))
     parser.add_argument("--lens", default="50,375,500", help="text,audio,vision steps")
-    parser.add_argument("--dims", default=None, help="text,audio,vision feature sizes (default: the dataset's)")
-    parser.add_argument("--train_batch", type=int, default=32)
-    parser.add_argument("--batch_size", type=int, default=64, help="inference throughput batch")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json_out", default=None)
+    add_run_arguments(parser)
     opts = parser.parse_args()
 
     src = os.path.abspath(opts.src)

@@ -122,6 +122,19 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def add_run_arguments(parser):
+    """The shape, timing and output options every peer script takes."""
+    parser.add_argument("--dims", default=None, help="text,audio,vision feature sizes (default: the dataset's)")
+    parser.add_argument("--train_batch", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=64, help="inference throughput batch")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json_out", default=None)
+
+
 def time_model(net, train_step, predict, batch, opts):
     """Times `train_step()` in train mode (first step, `opts.warmup - 1`
     more untimed, `opts.steps` timed) and `predict(x)` in eval mode under
@@ -174,15 +187,7 @@ def main():
     parser.add_argument("--model", required=True, choices=sorted(MODELS))
     parser.add_argument("--dataset", default="mosi", choices=sorted(FEATURE_DIMS))
     parser.add_argument("--lens", default="50,50,50", help="text,audio,vision steps")
-    parser.add_argument("--dims", default=None, help="text,audio,vision feature sizes (default: the dataset's)")
-    parser.add_argument("--train_batch", type=int, default=32)
-    parser.add_argument("--batch_size", type=int, default=64, help="inference throughput batch")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json_out", default=None)
+    add_run_arguments(parser)
     opts = parser.parse_args()
 
     import numpy as np
