@@ -32,7 +32,6 @@ Prints one JSON object (and writes it to `--json_out`), with the keys
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -41,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_peer import _peak_rss_mb  # noqa: E402 - the shared timing, beside this file
 from torch_peer import add_run_arguments  # noqa: E402
 from torch_peer import time_model  # noqa: E402
+from torch_peer import write_result  # noqa: E402
 
 FEATURE_DIMS = {"mosi": (768, 5, 20), "mosei": (768, 74, 35)}
 
@@ -161,11 +161,7 @@ def main():
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
         "threads": torch.get_num_threads(),
     }
-    text = json.dumps(result, indent=2, default=str)
-    if opts.json_out:
-        with open(opts.json_out, "w") as f:
-            f.write(text)
-    print(text)
+    write_result(result, opts)
 
 
 if __name__ == "__main__":

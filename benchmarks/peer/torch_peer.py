@@ -135,6 +135,15 @@ def add_run_arguments(parser):
     parser.add_argument("--json_out", default=None)
 
 
+def write_result(result, opts):
+    """Prints the result JSON and writes it to `opts.json_out` if given."""
+    text = json.dumps(result, indent=2, default=str)
+    if opts.json_out:
+        with open(opts.json_out, "w") as f:
+            f.write(text)
+    print(text)
+
+
 def time_model(net, train_step, predict, batch, opts):
     """Times `train_step()` in train mode (first step, `opts.warmup - 1`
     more untimed, `opts.steps` timed) and `predict(x)` in eval mode under
@@ -258,11 +267,7 @@ def main():
                      "MMSA": _mmsa_version()},
         "threads": torch.get_num_threads(),
     }
-    text = json.dumps(result, indent=2, default=str)
-    if opts.json_out:
-        with open(opts.json_out, "w") as f:
-            f.write(text)
-    print(text)
+    write_result(result, opts)
 
 
 def _mmsa_version():
