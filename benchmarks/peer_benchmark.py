@@ -51,6 +51,12 @@ PAIRS = {
     "tfn": {"keras": "tfn", "peer": "tfn", "normalized": True, "preset": "{dataset}"},
     "lmf": {"keras": "lmf", "peer": "lmf", "normalized": True, "preset": "{dataset}"},
 }
+# TeCaFN against its authors' code instead of MMSA: `benchmarks/peer/tecafn_peer.py`
+# builds their model from the checkout given by `--src` (their BERT replaced by
+# BERT features, as keras_msa's TeCaFN reads them).
+PAIRS["tecafn"] = {"keras": "tecafn", "peer": "tecafn", "normalized": False, "preset": "{dataset}",
+                   "peer_script": "tecafn_peer.py", "peer_label": "authors' TeCaFN", "needs_src": True}
+
 FEATURE_DIMS = {"mosi": (768, 5, 20), "mosei": (768, 74, 35), "sims": (768, 33, 709)}
 ROWS = (
     ("train samples/s", "train_samples_per_s", "{:.1f}", "higher"),
@@ -74,13 +80,17 @@ def _run_json(command, env=None):
 
 def run_peer(opts, pair, lens, dims):
     command = [
-        opts.peer_python, os.path.join(ROOT, "benchmarks", "peer", "torch_peer.py"),
-        f"--model={pair['peer']}", f"--dataset={opts.dataset}",
+        opts.peer_python, os.path.join(ROOT, "benchmarks", "peer", pair.get("peer_script", "torch_peer.py")),
+        f"--dataset={opts.dataset}",
         "--lens=" + ",".join(map(str, lens)), "--dims=" + ",".join(map(str, dims)),
         f"--train_batch={opts.train_batch}", f"--batch_size={opts.batch_size}",
         f"--steps={opts.steps}", f"--warmup={opts.warmup}", f"--repeats={opts.repeats}",
         f"--seed={opts.seed}",
     ]
+    if pair.get("needs_src"):
+        command.append(f"--src={opts.src}")
+    else:
+        command.append(f"--model={pair['peer']}")
     return _run_json(command)
 
 
@@ -116,12 +126,13 @@ def _keras_lens(pair, lens):
 
 
 def _columns(result):
-    return [("MMSA", result["peer"])] + [(name, col) for name, col in result["keras"].items()]
+    label = PAIRS.get(result.get("pair"), {}).get("peer_label", "MMSA")
+    return [(label, result["peer"])] + [(name, col) for name, col in result["keras"].items()]
 
 
 def format_table(result, markdown=False):
     cols = _columns(result)
-    header = ["", "MMSA (PyTorch)"] + [f"keras_msa {n}" for n, _ in cols[1:]] + [
+    header = ["", f"{cols[0][0]} (PyTorch)"] + [f"keras_msa {n}" for n, _ in cols[1:]] + [
         f"ratio {n}" for n, _ in cols[1:]
     ]
     lines = []
@@ -167,6 +178,8 @@ def main(argv=None):
                         help="comma list of keras dtype policies: float32,mixed_float16,mixed_bfloat16")
     parser.add_argument("--keras_preset", default=None, help="keras_msa preset of the model")
     parser.add_argument("--keras_config", default=None, help="JSON constructor overrides")
+    parser.add_argument("--src", default=None,
+                        help="--pair=tecafn: checkout of TheShy-Dream/MSA-TeCaFN (the authors' code)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json_out", default=None)
     parser.add_argument("--markdown", action="store_true")
@@ -177,6 +190,9 @@ def main(argv=None):
                      "(python3 -m venv mmsa-venv && mmsa-venv/bin/pip install torch MMSA==2.2.1); "
                      f"got {opts.peer_python!r}.")
     pair = PAIRS[opts.pair]
+    if pair.get("needs_src") and not (opts.src and os.path.isfile(os.path.join(opts.src, "model.py"))):
+        parser.error(f"--pair={opts.pair} needs --src, a checkout of TheShy-Dream/MSA-TeCaFN "
+                     f"(git clone https://github.com/TheShy-Dream/MSA-TeCaFN); got {opts.src!r}.")
     # Parsed here rather than with keras_msa's parser: this process only
     # orchestrates and never imports TensorFlow, so it adds nothing to either
     # side's memory or start-up.
@@ -190,7 +206,7 @@ def main(argv=None):
         lens = (lens[0],) * 3
     dims = FEATURE_DIMS[opts.dataset]
 
-    print(f"peer: MMSA {pair['peer']} ({opts.dataset} config) ...", flush=True)
+    print(f"peer: {pair.get('peer_label', 'MMSA')} {pair['peer']} ({opts.dataset} config) ...", flush=True)
     peer = run_peer(opts, pair, lens, dims)
     learning_rate = peer["settings"].get("learning_rate", 1e-3)
     keras_cols = {}
@@ -221,7 +237,7 @@ def main(argv=None):
           + f"; train batch {opts.train_batch}, inference batch {opts.batch_size}; "
           f"{result['machine']['cpu']}, {result['machine']['cores']} cores, {result['date']}")
     print(format_table(result, markdown=opts.markdown))
-    print("\npeer settings (MMSA config_regression.json):",
+    print("\npeer settings (" + ("their config.py defaults" if pair.get("needs_src") else "MMSA config_regression.json") + "):",
           json.dumps({k: v for k, v in peer["settings"].items()
                       if k not in ("missing_rate", "missing_seed")}, default=str))
     if opts.json_out:

@@ -122,11 +122,8 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, choices=sorted(MODELS))
-    parser.add_argument("--dataset", default="mosi", choices=sorted(FEATURE_DIMS))
-    parser.add_argument("--lens", default="50,50,50", help="text,audio,vision steps")
+def add_run_arguments(parser):
+    """The shape, timing and output options every peer script takes."""
     parser.add_argument("--dims", default=None, help="text,audio,vision feature sizes (default: the dataset's)")
     parser.add_argument("--train_batch", type=int, default=32)
     parser.add_argument("--batch_size", type=int, default=64, help="inference throughput batch")
@@ -136,6 +133,70 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json_out", default=None)
+
+
+def write_result(result, opts):
+    """Prints the result JSON and writes it to `opts.json_out` if given."""
+    text = json.dumps(result, indent=2, default=str)
+    if opts.json_out:
+        with open(opts.json_out, "w") as f:
+            f.write(text)
+    print(text)
+
+
+def time_model(net, train_step, predict, batch, opts):
+    """Times `train_step()` in train mode (first step, `opts.warmup - 1`
+    more untimed, `opts.steps` timed) and `predict(x)` in eval mode under
+    `torch.no_grad()` at batch 1 and `opts.batch_size` (`opts.warmup`
+    untimed calls, `opts.repeats` timed); `batch(n)` makes an input batch.
+    Returns the timing keys of the result JSON."""
+    import numpy as np
+    import torch
+
+    net.train()
+    start = time.perf_counter()
+    train_step()
+    first_step_s = time.perf_counter() - start
+    for _ in range(max(opts.warmup - 1, 0)):
+        train_step()
+    times = []
+    for _ in range(opts.steps):
+        start = time.perf_counter()
+        train_step()
+        times.append(time.perf_counter() - start)
+    times = np.asarray(times)
+
+    net.eval()
+    x1, xb = batch(1), batch(opts.batch_size)
+    with torch.no_grad():
+        for _ in range(opts.warmup):
+            predict(x1)
+            predict(xb)
+        latency, batch_times = [], []
+        for _ in range(opts.repeats):
+            start = time.perf_counter()
+            predict(x1)
+            latency.append(time.perf_counter() - start)
+        for _ in range(opts.repeats):
+            start = time.perf_counter()
+            predict(xb)
+            batch_times.append(time.perf_counter() - start)
+    latency, batch_times = np.asarray(latency), np.asarray(batch_times)
+    return {
+        "first_train_step_s": float(first_step_s),
+        "train_samples_per_s": float(opts.train_batch * len(times) / times.sum()),
+        "train_step_ms_median": float(np.median(times) * 1e3),
+        "latency_b1_ms_median": float(np.median(latency) * 1e3),
+        "throughput_samples_per_s": float(opts.batch_size * len(batch_times) / batch_times.sum()),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, choices=sorted(MODELS))
+    parser.add_argument("--dataset", default="mosi", choices=sorted(FEATURE_DIMS))
+    parser.add_argument("--lens", default="50,50,50", help="text,audio,vision steps")
+    add_run_arguments(parser)
     opts = parser.parse_args()
 
     import numpy as np
@@ -188,35 +249,7 @@ def main():
         optimizer.step()
         return float(loss)
 
-    net.train()
-    start = time.perf_counter()
-    train_step()
-    first_step_s = time.perf_counter() - start
-    for _ in range(max(opts.warmup - 1, 0)):
-        train_step()
-    times = []
-    for _ in range(opts.steps):
-        start = time.perf_counter()
-        train_step()
-        times.append(time.perf_counter() - start)
-    times = np.asarray(times)
-
-    net.eval()
-    x1, xb = batch(1), batch(opts.batch_size)
-    with torch.no_grad():
-        for _ in range(opts.warmup):
-            forward(x1).numpy()
-            forward(xb).numpy()
-        latency, batch_times = [], []
-        for _ in range(opts.repeats):
-            start = time.perf_counter()
-            forward(x1).numpy()
-            latency.append(time.perf_counter() - start)
-        for _ in range(opts.repeats):
-            start = time.perf_counter()
-            forward(xb).numpy()
-            batch_times.append(time.perf_counter() - start)
-    latency, batch_times = np.asarray(latency), np.asarray(batch_times)
+    timings = time_model(net, train_step, lambda x: forward(x).numpy(), batch, opts)
 
     result = {
         "side": "MMSA (PyTorch)",
@@ -228,21 +261,13 @@ def main():
         "settings": {k: args[k] for k in sorted(args) if k not in ("featurePath",)},
         "train_batch": opts.train_batch,
         "batch_size": opts.batch_size,
-        "first_train_step_s": float(first_step_s),
-        "train_samples_per_s": float(opts.train_batch * len(times) / times.sum()),
-        "train_step_ms_median": float(np.median(times) * 1e3),
-        "latency_b1_ms_median": float(np.median(latency) * 1e3),
-        "throughput_samples_per_s": float(opts.batch_size * len(batch_times) / batch_times.sum()),
+        **timings,
         "peak_rss_mb": float(_peak_rss_mb()),
         "versions": {"torch": torch.__version__, "python": platform.python_version(),
                      "MMSA": _mmsa_version()},
         "threads": torch.get_num_threads(),
     }
-    text = json.dumps(result, indent=2, default=str)
-    if opts.json_out:
-        with open(opts.json_out, "w") as f:
-            f.write(text)
-    print(text)
+    write_result(result, opts)
 
 
 def _mmsa_version():

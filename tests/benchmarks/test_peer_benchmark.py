@@ -107,3 +107,19 @@ def test_keras_side_at_per_modality_lengths():
     assert result["shapes"] == {"text": [4, 8], "audio": [7, 5], "vision": [3, 20]}
     mode = result["modes"]["xla_off"]
     assert mode["train_samples_per_s"] > 0 and mode["throughput_samples_per_s"] > 0
+
+
+def test_tecafn_pair_needs_the_authors_checkout_and_names_them_in_the_table(tmp_path):
+    fake_python = tmp_path / "python"
+    fake_python.write_text("")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "peer_benchmark.py"), "--pair=tecafn",
+         f"--peer_python={fake_python}", f"--src={tmp_path}"], capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert "--pair=tecafn needs --src, a checkout of TheShy-Dream/MSA-TeCaFN" in proc.stderr
+    harness = _load("benchmarks/peer_benchmark.py", "peer_benchmark_tecafn")
+    side = {"train_samples_per_s": 2.0, "latency_b1_ms_median": 10.0,
+            "throughput_samples_per_s": 4.0, "peak_rss_mb": 800.0, "params": 10}
+    table = harness.format_table({"pair": "tecafn", "peer": side, "keras": {"xla_off": side}}, markdown=True)
+    assert table.splitlines()[0].startswith("|  | authors' TeCaFN (PyTorch) | keras_msa xla_off |")
