@@ -16,6 +16,7 @@ from keras_msa.models import get_model_class
 from keras_msa.testing import assert_keras_roundtrip
 from keras_msa.testing import small_batch
 from keras_msa.testing import tiny_synthetic
+from keras_msa.training.protocol import check_training_presets
 from keras_msa.training.protocol import resolve_protocol
 
 SMALL = dict(audio_lstm_dim=4, vision_lstm_dim=4, audio_out=4, vision_out=4, fusion_dim=8, text_dim=6,
@@ -40,7 +41,9 @@ def test_presets_protocol_config_and_errors():
         p = {k: e["value"] for k, e in resolve_protocol(SelfMM, preset).items()}
         assert (p["batch_size"], p["backbone_learning_rate"], p["gradient_accumulation_steps"]) == (batch, 5e-5, 4)
         assert (p["learning_rate"], p["patience"], p["monitor"], p["optimizer"]) == (1e-3, 8, "loss", "adam")
-    assert resolve_protocol(SelfMM, "mosei")["l2_weight_decay"]["value"] == 1e-2
+    assert resolve_protocol(SelfMM, "mosei")["l2_weight_decay"] == {
+        "value": 1e-2, "source": "MMSA", "note": resolve_protocol(SelfMM, "mosei")["l2_weight_decay"]["note"]}
+    check_training_presets(SelfMM)
     clone = SelfMM.from_config(mosi.get_config())
     assert clone.get_config() == mosi.get_config()
 
