@@ -156,7 +156,7 @@ def test_train_recipe_learns_with_sample_indices_and_mmsa_protocol(tmp_path):
     from keras_msa.training.runner import TrainConfig
     from keras_msa.training.runner import train
 
-    # MMSA's MOSI protocol (4-batch accumulation, L2) at a higher rate, so
+    # MMSA's MOSI protocol (L2, 4-batch accumulation) at a higher rate, so
     # that a few epochs of a tiny split show learning.
     config = TrainConfig(model="selfmm", preset="mosi", model_config=SMALL, output_dir=str(tmp_path), epochs=8,
                          batch_size=8, learning_rate=1e-2, synthetic_sizes={"train": 96, "valid": 16, "test": 64},
@@ -165,6 +165,8 @@ def test_train_recipe_learns_with_sample_indices_and_mmsa_protocol(tmp_path):
     results, model = train(config)
     assert results["test"]["mae"] < 0.85 * results["mean_predictor_mae_test"], results["test"]
     assert int(model.optimizer.gradient_accumulation_steps) == 4
+    # Built from indexed batches, it exports without asking for the index.
+    assert "sample_index" not in model.get_build_config()["input_shape"]
     ulgm = model.ulgm
     assert ulgm.train_samples == 96 and float(np.asarray(ulgm.initialized).sum()) == 96
     generated = np.asarray(ulgm.labels)

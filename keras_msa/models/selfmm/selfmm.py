@@ -188,6 +188,15 @@ class SelfMM(TextBackboneMode, MSAModel):
             self.ulgm.build()
         self.built = True
 
+    def get_build_config(self):
+        config = super().get_build_config()
+        shapes = (config or {}).get("input_shape")
+        if isinstance(shapes, dict) and "sample_index" in shapes:
+            # Training bookkeeping, not an input: a reloaded or exported model
+            # (recipes/export.py's probe batch) does not ask for it.
+            config = dict(config, input_shape={k: v for k, v in shapes.items() if k != "sample_index"})
+        return config
+
     def encode_text(self, inputs, training=False):
         if self.text_backbone is None:
             text, mask = get_modality(inputs, "text")
