@@ -362,7 +362,12 @@ def _needs_sample_index(config):
     its batches carry `sample_index`."""
     from keras_msa.models import get_model_class
 
-    return bool(getattr(get_model_class(config.model), "needs_sample_index", False))
+    try:
+        cls = get_model_class(config.model)
+    except (ValueError, AttributeError):
+        # Evaluation and plotting read a saved model; the name may be unset.
+        return False
+    return bool(getattr(cls, "needs_sample_index", False))
 
 
 def build_model(config, train_samples=None):
