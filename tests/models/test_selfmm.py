@@ -113,6 +113,7 @@ def text_batch(n=6, seed=0):
     return batch, rng.uniform(-3, 3, (n, 1)).astype("float32")
 
 
+@pytest.mark.slow
 def test_backbone_mode_trains_saves_and_exports(tmp_path):
     from keras_msa.export.text_saved_model import export_text_saved_model
     from keras_msa.export.text_saved_model import load_text_serving_fn
