@@ -175,11 +175,15 @@ class SyntheticBenchmark:
     def __len__(self):
         return len(self.targets["sentiment"])
 
-    def to_tf_dataset(self, batch_size=32, shuffle=False, seed=0):
-        """A `tf.data.Dataset` of `(inputs, targets)` batches."""
+    def to_tf_dataset(self, batch_size=32, shuffle=False, seed=0, include_index=False):
+        """A `tf.data.Dataset` of `(inputs, targets)` batches; `include_index`
+        adds `sample_index` (int32 `[B]`, the example's row in the split)."""
         import tensorflow as tf
 
-        ds = tf.data.Dataset.from_tensor_slices((self.inputs, self.targets))
+        inputs = dict(self.inputs)
+        if include_index:
+            inputs["sample_index"] = np.arange(len(self), dtype="int32")
+        ds = tf.data.Dataset.from_tensor_slices((inputs, self.targets))
         if shuffle:
             ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

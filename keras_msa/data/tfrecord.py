@@ -1122,6 +1122,7 @@ def load_split(
     include_raw_text=None,
     include_ids=False,
     shuffle_buffer=None,
+    include_index=False,
 ):
     """A `tf.data.Dataset` of `(inputs, targets)` batches in DATA.md's layout.
 
@@ -1155,6 +1156,9 @@ def load_split(
             None means "when the data has raw text".
         include_ids: add `id` (tf.string `[B]`) to the inputs.
         shuffle_buffer: shuffle buffer size (default: the whole split).
+        include_index: add `sample_index` (int32 `[B]`: the example's
+            position in the split, the same whatever the shuffle) to the
+            inputs, for models with per-sample memory (SelfMM's labels).
 
     The dataset's `cardinality()` is known.
     """
@@ -1225,6 +1229,8 @@ def load_split(
             inputs["raw_text"] = tf.reshape(tf.pad(inputs["raw_text"], [[0, 1 - tf.shape(inputs["raw_text"])[0]]]), [])
         if include_ids:
             inputs["id"] = ex["id"]
+        if include_index:
+            inputs["sample_index"] = tf.cast(index, tf.int32)
         targets = {}
         for k, info in labels.items():
             targets[k] = tf.ensure_shape(tf.reshape(values[k], info["shape"] or [1]), info["shape"] or [1])

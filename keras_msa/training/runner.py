@@ -241,6 +241,7 @@ def load_data(config, splits=("train", "valid", "test"), shuffle_train=True):
     # A config not yet resolved by `train` (evaluation) batches as the default protocol.
     batch_size = config.batch_size or DEFAULT_PROTOCOL["batch_size"]
     seed = DEFAULT_PROTOCOL["seed"] if config.seed is None else config.seed
+    include_index = _needs_sample_index(config)
     if config.data == "synthetic":
         from keras_msa.data.synthetic import make_synthetic_benchmark
 
@@ -253,7 +254,7 @@ def load_data(config, splits=("train", "valid", "test"), shuffle_train=True):
         )
         datasets = {
             s: bench[s].to_tf_dataset(
-                batch_size, shuffle=(s == "train" and shuffle_train), seed=seed
+                batch_size, shuffle=(s == "train" and shuffle_train), seed=seed, include_index=include_index
             )
             for s in splits
             if s in bench
@@ -284,7 +285,7 @@ def load_data(config, splits=("train", "valid", "test"), shuffle_train=True):
         if s in available:
             datasets[s] = load_split(
                 config.data, s, batch_size=batch_size, shuffle=(s == "train" and shuffle_train),
-                seed=seed,
+                seed=seed, include_index=include_index,
             )
     info = {"dataset": schema.get("dataset"), "scale": scale, "sizes": dict(available)}
     return datasets, info
@@ -356,11 +357,30 @@ def carve_validation(train, n_train, fraction, seed, batch_size):
     return take(False, n_train - n_valid), take(True, n_valid), n_valid
 
 
-def build_model(config):
+def _needs_sample_index(config):
+    """Whether the model keeps per-sample state (SelfMM's label memory), so
+    its batches carry `sample_index`."""
+    from keras_msa.models import get_model_class
+
+    try:
+        cls = get_model_class(config.model)
+    except (ValueError, AttributeError):
+        # Evaluation and plotting read a saved model; the name may be unset.
+        return False
+    return bool(getattr(cls, "needs_sample_index", False))
+
+
+def build_model(config, train_samples=None):
+    """The model of `config`; `train_samples` (the training split's size
+    before any validation carve, so every `sample_index` has a row) sizes
+    the per-sample memory of a model that has one, unless the model config
+    sets it."""
     from keras_msa.models import get_model_class
 
     cls = get_model_class(config.model)
     overrides = dict(config.model_config or {})
+    if getattr(cls, "needs_sample_index", False) and train_samples and "train_samples" not in overrides:
+        overrides["train_samples"] = int(train_samples)
     if config.preset:
         return cls.from_preset(config.preset, **overrides)
     return cls(**overrides)
@@ -477,6 +497,9 @@ def _train(config, datasets, info, protocol):
         raise ValueError(f"--data={config.data} has no 'train' split; it has {sorted(datasets)}.")
     info = dict(info or {})
     info["sizes"] = dict(info.get("sizes") or {})
+    # Rows of a per-sample memory: `sample_index` counts the whole training
+    # split, a carved validation part included.
+    index_rows = info["sizes"].get("train")
     validation_split = {"source": "data", "size": info["sizes"].get("valid")}
     if "valid" not in datasets:
         # Never validate on test: carve a validation split off train instead.
@@ -531,7 +554,7 @@ def _train(config, datasets, info, protocol):
               f"{format_protocol(protocol)}", flush=True)
 
     with strategy.scope():
-        model = build_model(config)
+        model = build_model(config, index_rows or n_train)
         model(first_inputs)  # build with the data's shapes
         optimizer = make_optimizer(protocol, steps_per_epoch, model.parameter_groups())
         model.compile(

@@ -152,6 +152,11 @@ def test_shuffle_is_seeded(written):
     assert a == b and a != c
     assert sorted(a[0]) == sorted(f"train-{i}" for i in range(11))
     assert a[0] != a[1]  # a new order every epoch
+    # `sample_index` is the record's position in the split whatever the shuffle.
+    ds = load_split(out, "train", batch_size=5, shuffle=True, seed=3, include_ids=True, include_index=True)
+    for x, _ in ds:
+        assert x["sample_index"].dtype == "int32"
+        assert [s.decode() for s in x["id"].numpy()] == [f"train-{i}" for i in x["sample_index"].numpy()]
 
 
 def _leftovers(parent, name):

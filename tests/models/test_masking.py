@@ -47,6 +47,8 @@ TINY = {
                 dropouts={"audio": 0.0, "vision": 0.0, "post_fusion": 0.0}),
     "lmf": dict(hidden_dims={"text": 4, "audio": 3, "vision": 3}, rank=2, dropouts={"audio": 0.0, "vision": 0.0}),
     "ssgdl": dict(hidden_dim=8, num_heads=2, kernel_sizes=(3, 5), min_width=4, dropout=0.0),
+    "selfmm": dict(train_samples=B, audio_lstm_dim=3, vision_lstm_dim=3, audio_out=3, vision_out=3, fusion_dim=4,
+                   text_dim=3, audio_dim=3, vision_dim=3, text_dropout=0.0, audio_dropout=0.0),
 }
 
 
@@ -94,6 +96,9 @@ def _assert_same_finite(got, want, what):
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_inf_and_nan_under_masks_change_nothing_and_gradients_stay_finite(name):
     clean, poisoned, targets = _batch()
+    if getattr(get_model_class(name), "needs_sample_index", False):
+        # Per-sample memory (SelfMM's labels): its rows come with the batch.
+        clean, poisoned = (dict(b, sample_index=np.arange(B, dtype="int32")) for b in (clean, poisoned))
     model = _model(name)
     _assert_same_finite(model(poisoned, training=False), model(clean, training=False), f"{name} inference")
 

@@ -27,6 +27,8 @@ TINY_CONFIGS = {
     "lmf": dict(hidden_dims={"text": 8, "audio": 4, "vision": 4}, rank=2),
     "mult": dict(hidden_dim=4, num_heads=2, num_layers=1, memory_layers=1,
                  conv_kernel_sizes={"text": 2, "audio": 1, "vision": 1}),
+    "selfmm": dict(train_samples=16, audio_lstm_dim=4, vision_lstm_dim=4, audio_out=4, vision_out=4, fusion_dim=8,
+                   text_dim=4, audio_dim=4, vision_dim=4),
 }
 
 # Half precision keeps ~3 (float16) or ~2 (bfloat16) significant digits per op.
@@ -43,7 +45,9 @@ FAST_MODELS = ("lfdnn", "eflstm")
 def data():
     bench = tiny_synthetic(train=16, valid=8, test=8, unimodal_labels=True)
     base = bench["train"].to_tf_dataset(8)
-    return base, next(iter(base))
+    # Models with per-sample memory (SelfMM) get the rows' `sample_index`.
+    indexed = bench["train"].to_tf_dataset(8, include_index=True)
+    return {False: (base, next(iter(base))), True: (indexed, next(iter(indexed)))}
 
 
 def test_every_registered_model_has_a_config():
@@ -81,7 +85,7 @@ def _copy_variables(dst, src):
 def test_model_trains_under_mixed_precision(name, policy, data):
     if name not in available_models():
         pytest.skip(f"{name} is not registered (yet)")
-    base, batch = data
+    base, batch = data[bool(getattr(get_model_class(name), "needs_sample_index", False))]
     reference = _build(name, batch)
     with precision_policy(policy):
         mixed = _build(name, batch)
@@ -93,6 +97,12 @@ def test_model_trains_under_mixed_precision(name, policy, data):
 
     # Same weights and dropout seeds: half-precision predictions and the
     # objective stay close to float32's.
+    if getattr(reference, "needs_sample_index", False):
+        # Per-sample memory (SelfMM): one pass fills it; in a later epoch the
+        # unimodal heads get gradients (their loss weights are 0 in epoch 1).
+        reference.set_epoch(1)
+        for x, y in base:
+            reference.compute_loss(x, y, reference(x, training=True), training=True)
     _copy_variables(mixed, reference)
     y32 = _sentiment(reference, batch)
     tol = TOLERANCE[policy] * max(1.0, float(np.abs(y32).max()))

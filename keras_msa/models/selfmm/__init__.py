@@ -1,0 +1,1 @@
+from keras_msa.models.selfmm.selfmm import SelfMM
