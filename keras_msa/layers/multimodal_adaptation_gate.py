@@ -6,10 +6,11 @@ from keras import ops
 
 
 def _safe_norm(x):
-    """L2 norm over the last axis, and a flag of where it is non-zero.
-    sqrt at 0 has an infinite derivative (0 * inf = NaN in the backward
-    pass), so zero rows take sqrt(1) and are flagged instead."""
-    sq = ops.sum(ops.square(x), axis=-1)
+    """L2 norm over the last axis (in float32: a float16 sum of 768 squares
+    overflows), and a flag of where it is non-zero. sqrt at 0 has an
+    infinite derivative (0 * inf = NaN in the backward pass), so zero rows
+    take sqrt(1) and are flagged instead."""
+    sq = ops.sum(ops.square(ops.cast(x, "float32")), axis=-1)
     nonzero = sq > 0
     return ops.sqrt(ops.where(nonzero, sq, ops.ones_like(sq))), nonzero
 
@@ -113,7 +114,7 @@ class MultimodalAdaptationGate(keras.layers.Layer):
         h_norm, nonzero = _safe_norm(h)
         h_norm = ops.where(nonzero, h_norm, ops.ones_like(h_norm))
         alpha = ops.minimum(z_norm / (h_norm + self.epsilon) * self.beta_shift, 1.0)
-        fused = self.layer_norm(z + alpha[..., None] * h)
+        fused = self.layer_norm(z + ops.cast(alpha[..., None], z.dtype) * h)
         return self.dropout_layer(fused, training=training)
 
     def compute_output_shape(self, text_shape, audio_shape=None, vision_shape=None):
