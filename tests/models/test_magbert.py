@@ -155,3 +155,39 @@ def test_keras_round_trip_keeps_training_and_raw_text_saved_model(tmp_path):
     export_text_saved_model(m, export_dir, x)
     served = serve_text_numpy(load_text_serving_fn(export_dir), x)
     np.testing.assert_allclose(served["sentiment"], np.asarray(m(x)["sentiment"]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_trains_through_recipes_train_on_mmsa_aligned_data(tmp_path, load_recipe):
+    """recipes/train.py --model=magbert on MMSA's aligned layout (its
+    `text_bert` ids become `text_token_ids`), BERT from a preset directory."""
+    import json
+
+    from absl import flags
+
+    from keras_msa.data.fixtures import mmsa_arrays
+    from keras_msa.data.fixtures import write_pickle
+
+    data = tmp_path / "mosi"
+    load_recipe("convert").convert("mmsa", str(write_pickle(mmsa_arrays(seq=L), tmp_path / "aligned_50.pkl")),
+                                   str(data), dataset="mosi")
+    # MMSA's ids are bert-base-uncased's (< 30000 here): a tiny BERT of that vocabulary.
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(30000)]
+    preset = str(tmp_path / "tiny_bert")
+    pre = keras_hub.models.BertTextClassifierPreprocessor(keras_hub.models.BertTokenizer(vocabulary=vocab),
+                                                          sequence_length=L)
+    keras_hub.models.BertBackbone(vocabulary_size=len(vocab), num_layers=1, num_heads=2, hidden_dim=16,
+                                  intermediate_dim=16, max_sequence_length=L).save_to_preset(preset)
+    pre.save_to_preset(preset)
+    out = tmp_path / "run"
+    recipe = load_recipe("train")
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train.py", "--model=magbert", "--preset=mosi", f"--data={data}", "--epochs=2", "--batch_size=4",
+                 f"--model_config={json.dumps({'backbone_preset': preset, 'sequence_length': L})}",
+                 f"--output_dir={out}", "--verbose=0"])
+    recipe.main([])
+    with open(out / "metrics.json") as f:
+        metrics = json.load(f)
+    assert np.isfinite(metrics["test"]["mae"])
+    assert metrics["protocol"]["learning_rate"] == {"value": 2e-5, "source": "MMSA"}
+    assert os.path.exists(out / "model.keras")
