@@ -88,12 +88,12 @@ class MAGBERT(TextBackboneMode, MSAModel):
     #: schedule; early stop after 8 epochs without a better validation loss.
     training_presets = {
         name: {
-            "MMSA": {"optimizer": "adam", "epsilon": 1e-8, "weight_decay": 0.0, "learning_rate": lr,
+            "MMSA": {"optimizer": "adam", "epsilon": 1e-8, "l2_weight_decay": 0.0, "learning_rate": lr,
                      "backbone_learning_rate": lr, "batch_size": 32, "patience": 8, "monitor": "loss"},
             "our choice": {"epochs": 100},
             "notes": {"epochs": "MMSA trains until early stopping; 100 is a ceiling",
                       "backbone_learning_rate": "MMSA's one Adam over all parameters: BERT's rate is the model's",
-                      "weight_decay": "MMSA's weight_decay 0.0 (torch Adam's L2 term)"},
+                      "l2_weight_decay": "MMSA's weight_decay 0.0 (torch Adam's coupled L2 term)"},
         }
         for name, (_, _, lr) in _MMSA.items()
     }
