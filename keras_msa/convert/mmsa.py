@@ -33,6 +33,8 @@ from keras_msa.convert.mmsa_mult import CheckpointMismatchError
 from keras_msa.convert.mmsa_mult import check_mult_state_dict
 from keras_msa.convert.mmsa_mult import mult_config_from_mmsa
 from keras_msa.convert.mmsa_mult import mult_from_mmsa
+from keras_msa.convert.mmsa_magbert import check_magbert_state_dict
+from keras_msa.convert.mmsa_magbert import magbert_from_mmsa
 from keras_msa.convert.mmsa_lmf import check_lmf_state_dict
 from keras_msa.convert.mmsa_lmf import lmf_config_from_mmsa
 from keras_msa.convert.mmsa_lmf import lmf_from_mmsa
@@ -56,9 +58,10 @@ CONVERTERS = {
         lmf_config_from_mmsa(params, sd) if isinstance(params.get("hidden_dims"), (list, tuple))
         else check_lmf_state_dict(params, sd))),
     "selfmm": ("self_mm", selfmm_from_mmsa, selfmm_config_from_mmsa),
+    "magbert": ("bert_mag", magbert_from_mmsa, check_magbert_state_dict),
 }
 #: MMSA's model names, accepted for the keras_msa ones.
-ALIASES = {"ef_lstm": "eflstm", "lf_dnn": "lfdnn", "self_mm": "selfmm"}
+ALIASES = {"ef_lstm": "eflstm", "lf_dnn": "lfdnn", "self_mm": "selfmm", "bert_mag": "magbert"}
 
 
 def _canonical(model):
@@ -151,7 +154,7 @@ def import_mmsa_checkpoint(checkpoint, model="mult", config="mosi", dataset=None
         checkpoint: the `.pth` MMSA saved (`<model_save_dir>/<model>-<dataset>.pth`).
         model: the keras_msa model name (`"mult"`, `"eflstm"`, `"lfdnn"`; MMSA's
             `"ef_lstm"` and `"lf_dnn"` also), `"tfn"`, `"lmf"`, `"selfmm"`
-            (`"self_mm"`).
+            (`"self_mm"`), `"magbert"` (`"bert_mag"`).
         config: how it was trained (see the module doc).
         dataset: the datasetParams entry when `config` is MMSA's
             config_regression.json.

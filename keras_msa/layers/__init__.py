@@ -19,3 +19,4 @@ from keras_msa.layers.cross_modal_transformer import CrossModalTransformer
 from keras_msa.layers.tensor_fusion import TensorFusion
 from keras_msa.layers.low_rank_fusion import LowRankFusion
 from keras_msa.layers.unimodal_label_generator import UnimodalLabelGenerator
+from keras_msa.layers.multimodal_adaptation_gate import MultimodalAdaptationGate

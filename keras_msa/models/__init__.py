@@ -15,3 +15,4 @@ from keras_msa.models.ssgdl import SSGDL
 from keras_msa.models.tfn import TFN
 from keras_msa.models.lmf import LMF
 from keras_msa.models.selfmm import SelfMM
+from keras_msa.models.magbert import MAGBERT

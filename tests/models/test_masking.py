@@ -49,7 +49,29 @@ TINY = {
     "ssgdl": dict(hidden_dim=8, num_heads=2, kernel_sizes=(3, 5), min_width=4, dropout=0.0),
     "selfmm": dict(train_samples=B, audio_lstm_dim=3, vision_lstm_dim=3, audio_out=3, vision_out=3, fusion_dim=4,
                    text_dim=3, audio_dim=3, vision_dim=3, text_dropout=0.0, audio_dropout=0.0),
+    # A function: each model needs its own tiny BERT.
+    "magbert": lambda: dict(text_backbone=_tiny_text_backbone(), dropout_prob=0.0, head_dropout=0.0),
 }
+#: Models that read BERT token ids (word-aligned audio/vision: T tokens).
+TOKEN_MODELS = ("magbert",)
+
+
+def _tiny_text_backbone():
+    import keras_hub
+
+    from keras_msa.layers import TextBackbone
+
+    bert = keras_hub.models.BertBackbone(vocabulary_size=8, num_layers=1, num_heads=2, hidden_dim=DIMS["text"],
+                                         intermediate_dim=8, max_sequence_length=T, dropout=0.0)
+    return TextBackbone(bert)
+
+
+def _with_tokens(batch):
+    """The batch with BERT tokens where `text` has real steps ([CLS] first)."""
+    mask = batch["text_mask"]
+    ids = np.where(mask, 5 + np.arange(T)[None] % 3, 0).astype("int32")
+    ids[:, 0] = np.where(mask[:, 0], 2, 0)
+    return dict(batch, text_token_ids=ids, text_padding_mask=mask)
 
 
 def test_every_registered_model_has_a_tiny_config():
@@ -82,7 +104,8 @@ def _batch():
 
 def _model(name):
     keras.utils.set_random_seed(0)
-    return get_model_class(name)(**TINY[name])
+    config = TINY[name]() if callable(TINY[name]) else TINY[name]
+    return get_model_class(name)(**config)
 
 
 def _assert_same_finite(got, want, what):
@@ -99,6 +122,8 @@ def test_inf_and_nan_under_masks_change_nothing_and_gradients_stay_finite(name):
     if getattr(get_model_class(name), "needs_sample_index", False):
         # Per-sample memory (SelfMM's labels): its rows come with the batch.
         clean, poisoned = (dict(b, sample_index=np.arange(B, dtype="int32")) for b in (clean, poisoned))
+    if name in TOKEN_MODELS:
+        clean, poisoned = _with_tokens(clean), _with_tokens(poisoned)
     model = _model(name)
     _assert_same_finite(model(poisoned, training=False), model(clean, training=False), f"{name} inference")
 
@@ -112,7 +137,8 @@ def test_inf_and_nan_under_masks_change_nothing_and_gradients_stay_finite(name):
         loss = model.compute_loss(x=poisoned, y=targets, y_pred=y_pred, training=True)
     _assert_same_finite(y_pred, reference, f"{name} training")
     assert np.isfinite(float(loss)), f"{name}: loss {float(loss)}"
-    grads = tape.gradient(loss, model.trainable_weights)
+    # Embedding tables get IndexedSlices: dense for the checks.
+    grads = [None if g is None else tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_weights)]
     bad = [w.path for w, g in zip(model.trainable_weights, grads) if g is not None and not np.isfinite(np.asarray(g)).all()]
     assert not bad, f"{name}: non-finite gradients for {bad}"
     assert any(g is not None and np.abs(np.asarray(g)).max() > 0 for g in grads)

@@ -4,6 +4,7 @@ CPU: finite losses, float32 outputs, and predictions close to float32's."""
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_msa.models import available_models
 from keras_msa.models import get_model_class
@@ -29,7 +30,26 @@ TINY_CONFIGS = {
                  conv_kernel_sizes={"text": 2, "audio": 1, "vision": 1}),
     "selfmm": dict(train_samples=16, audio_lstm_dim=4, vision_lstm_dim=4, audio_out=4, vision_out=4, fusion_dim=8,
                    text_dim=4, audio_dim=4, vision_dim=4),
+    # A function: each model needs its own tiny BERT.
+    "magbert": lambda: dict(text_backbone=_tiny_text_backbone()),
 }
+#: Models that read BERT token ids: their batches get tokens where `text` is
+#: real (audio and vision are word-aligned: the synthetic data has one T).
+TOKEN_MODELS = ("magbert",)
+
+
+def _tiny_text_backbone():
+    import keras_hub
+
+    from keras_msa.layers import TextBackbone
+
+    return TextBackbone(keras_hub.models.BertBackbone(vocabulary_size=8, num_layers=1, num_heads=2, hidden_dim=16,
+                                                      intermediate_dim=16, max_sequence_length=12))
+
+
+def _with_tokens(x, y):
+    ids = tf.where(x["text_mask"], 5, 0)
+    return dict(x, text_token_ids=ids, text_padding_mask=x["text_mask"]), y
 
 # Half precision keeps ~3 (float16) or ~2 (bfloat16) significant digits per op.
 TOLERANCE = {"mixed_float16": 0.03, "mixed_bfloat16": 0.12}
@@ -57,7 +77,8 @@ def test_every_registered_model_has_a_config():
 
 def _build(name, batch):
     keras.utils.set_random_seed(0)
-    model = get_model_class(name)(**TINY_CONFIGS[name])
+    config = TINY_CONFIGS[name]() if callable(TINY_CONFIGS[name]) else TINY_CONFIGS[name]
+    model = get_model_class(name)(**config)
     model(batch[0])
     policy = keras.mixed_precision.global_policy().name
     # Eager steps: a few of them cost less than tracing the larger models'
@@ -86,6 +107,9 @@ def test_model_trains_under_mixed_precision(name, policy, data):
     if name not in available_models():
         pytest.skip(f"{name} is not registered (yet)")
     base, batch = data[bool(getattr(get_model_class(name), "needs_sample_index", False))]
+    if name in TOKEN_MODELS:
+        base = base.map(_with_tokens)
+        batch = next(iter(base))
     reference = _build(name, batch)
     with precision_policy(policy):
         mixed = _build(name, batch)

@@ -1,0 +1,1 @@
+from keras_msa.models.magbert.magbert import MAGBERT
