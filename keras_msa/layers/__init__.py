@@ -18,3 +18,6 @@ from keras_msa.layers.sinusoidal_positional_embedding import SinusoidalPositiona
 from keras_msa.layers.cross_modal_transformer import CrossModalTransformer
 from keras_msa.layers.tensor_fusion import TensorFusion
 from keras_msa.layers.low_rank_fusion import LowRankFusion
+from keras_msa.layers.packed_rnn_encoder import PackedRNNEncoder
+from keras_msa.layers.mutual_information_lower_bound import MutualInformationLowerBound
+from keras_msa.layers.contrastive_predictive_coding import ContrastivePredictiveCoding
