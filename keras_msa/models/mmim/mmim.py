@@ -197,7 +197,7 @@ class MMIM(TextBackboneMode, MSAModel):
                                f"zeros with an all-False mask); the batch holds {sorted(input_shape)}.")
         text_width = self.text_feature_shape(input_shape)[-1]
         if self.text_backbone is not None and not self.text_backbone.built:
-            self._build_by_dummy_call(input_shape)
+            self.text_backbone.build()
         self.audio_encoder.build(tuple(input_shape["audio"]))
         self.vision_encoder.build(tuple(input_shape["vision"]))
         fused = text_width + self.audio_out + self.vision_out
