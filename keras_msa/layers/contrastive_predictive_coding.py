@@ -22,7 +22,7 @@ class ContrastivePredictiveCoding(keras.layers.Layer):
     (`num_layers` = 1, MMSA's MMIM presets) or `Dense(x_dim, activation)`
     followed by `num_layers - 1` linear maps of width x_dim.
 
-    `call(x, z, mask=None)` returns `nce`; `mask` `[B]` removes samples
+    `call(x, z, sample_mask=None)` returns `nce`; `sample_mask` `[B]` removes samples
     (e.g. ones lacking the modality) from anchors and negatives.
 
     Args:
@@ -65,8 +65,8 @@ class ContrastivePredictiveCoding(keras.layers.Layer):
             z = dense(z)
         return z
 
-    def call(self, x, z, mask=None):
-        return info_nce(x, self.predict_target(z), temperature=1.0, mask=mask)
+    def call(self, x, z, sample_mask=None):
+        return info_nce(x, self.predict_target(z), temperature=1.0, mask=sample_mask)
 
     def compute_output_shape(self, x_shape, z_shape):
         return ()

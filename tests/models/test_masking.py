@@ -47,6 +47,7 @@ TINY = {
                 dropouts={"audio": 0.0, "vision": 0.0, "post_fusion": 0.0}),
     "lmf": dict(hidden_dims={"text": 4, "audio": 3, "vision": 3}, rank=2, dropouts={"audio": 0.0, "vision": 0.0}),
     "ssgdl": dict(hidden_dim=8, num_heads=2, kernel_sizes=(3, 5), min_width=4, dropout=0.0),
+    "mmim": dict(audio_hidden=3, vision_hidden=3, audio_out=4, vision_out=4, fusion_dim=4, fusion_dropout=0.0),
 }
 
 
