@@ -12,6 +12,7 @@ from keras_msa.testing import assert_savedmodel_roundtrip
 from keras_msa.testing import small_batch
 from keras_msa.testing import tiny_synthetic
 from keras_msa.testing import train_briefly
+from keras_msa.training.protocol import make_optimizer
 from keras_msa.training.protocol import resolve_protocol
 
 TINY = dict(audio_hidden=4, vision_hidden=4, audio_out=8, vision_out=8, fusion_dim=8, fusion_dropout=0.0)
@@ -120,4 +121,10 @@ def test_backbone_mode_fine_tunes_bert_with_its_own_group(tmp_path):
     reached = [w for w in model.parameter_groups()["text_backbone"] if grads[id(w)] is not None
                and np.any(np.asarray(tf.convert_to_tensor(grads[id(w)])))]
     assert len(reached) == len(group)
+    # MMSA's groups: BERT at lr_bert (5e-5), the estimator and the rest at 1e-3.
+    optimizer = make_optimizer(resolve_protocol(MMIM, "mosi"), 4, model.parameter_groups())
+    optimizer.build(model.trainable_weights)
+    rates = [optimizer.variable_multiplier(w) * 1e-3 for w in model.trainable_weights if id(w) in group]
+    np.testing.assert_allclose(rates, 5e-5, rtol=1e-6)
+    assert optimizer.variable_multiplier(model.bounds["tv"].mu_kernel_1) == 1.0
     assert_keras_roundtrip(model, batch, tmp_path)
