@@ -242,6 +242,8 @@ class MMIM(TextBackboneMode, MSAModel):
             raise TypeError(f"MMIM takes a batch dict (docs/data.md keys); got {type(inputs).__name__}.")
         hidden, mask = self.text_sequence(inputs, training=training)
         text = hidden[:, 0, :] if self.text_backbone is not None else masked_mean(hidden, mask, axis=1)
+        # Features-mode text is the raw (float32) input: the encoders' dtype for the concatenation.
+        text = ops.cast(text, self.compute_dtype)
         audio, audio_mask = get_modality(inputs, "audio")
         vision, vision_mask = get_modality(inputs, "vision")
         return {"text": text,
