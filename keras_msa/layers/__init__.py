@@ -20,3 +20,6 @@ from keras_msa.layers.tensor_fusion import TensorFusion
 from keras_msa.layers.low_rank_fusion import LowRankFusion
 from keras_msa.layers.unimodal_label_generator import UnimodalLabelGenerator
 from keras_msa.layers.multimodal_adaptation_gate import MultimodalAdaptationGate
+from keras_msa.layers.packed_rnn_encoder import PackedRNNEncoder
+from keras_msa.layers.mutual_information_lower_bound import MutualInformationLowerBound
+from keras_msa.layers.contrastive_predictive_coding import ContrastivePredictiveCoding

@@ -16,3 +16,4 @@ from keras_msa.models.tfn import TFN
 from keras_msa.models.lmf import LMF
 from keras_msa.models.selfmm import SelfMM
 from keras_msa.models.magbert import MAGBERT
+from keras_msa.models.mmim import MMIM

@@ -183,3 +183,25 @@ def masked_rnn(rnn, inputs, mask=None, training=None):
         out = ops.take_along_axis(out, inverse[:, :, None], axis=1)
         return zero_masked(out, mask)
     return ops.where((count > 0)[:, None], out, ops.zeros_like(out))
+
+
+def reverse_real_steps(x, mask):
+    """The real steps of each row of `x` `[B, T, ...]`, last first, packed to
+    the front, and their (right-padded) mask: what a backward RNN over a
+    packed sequence (PyTorch's `pack_padded_sequence`) reads.
+
+    Padded steps follow, zeroed by selection (inf/NaN under the mask do not
+    survive); the returned mask is True at the first `count` steps of a row.
+    """
+    mask = ops.cast(mask, "bool")
+    x = zero_masked(x, mask)
+    steps = ops.shape(x)[1]
+    positions = ops.arange(steps, dtype="int32")[None, :]
+    # Real steps sort first, latest first; padded ones after, in order.
+    order = ops.argsort(ops.where(mask, -positions, positions + steps), axis=1)
+    index = order
+    while len(index.shape) < len(x.shape):
+        index = ops.expand_dims(index, -1)
+    reversed_x = ops.take_along_axis(x, index, axis=1)
+    count = ops.sum(ops.cast(mask, "int32"), axis=1)
+    return reversed_x, positions < count[:, None]

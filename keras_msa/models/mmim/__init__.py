@@ -1,0 +1,1 @@
+from keras_msa.models.mmim.mmim import MMIM  # noqa: F401
