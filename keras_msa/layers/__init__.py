@@ -18,3 +18,4 @@ from keras_msa.layers.sinusoidal_positional_embedding import SinusoidalPositiona
 from keras_msa.layers.cross_modal_transformer import CrossModalTransformer
 from keras_msa.layers.tensor_fusion import TensorFusion
 from keras_msa.layers.low_rank_fusion import LowRankFusion
+from keras_msa.layers.bi_lstm_utterance_encoder import BiLSTMUtteranceEncoder

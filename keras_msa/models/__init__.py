@@ -14,3 +14,4 @@ from keras_msa.models.tecafn import TeCaFN
 from keras_msa.models.ssgdl import SSGDL
 from keras_msa.models.tfn import TFN
 from keras_msa.models.lmf import LMF
+from keras_msa.models.misa import MISA
