@@ -36,6 +36,8 @@ from keras_msa.convert.mmsa_mult import mult_from_mmsa
 from keras_msa.convert.mmsa_lmf import check_lmf_state_dict
 from keras_msa.convert.mmsa_lmf import lmf_config_from_mmsa
 from keras_msa.convert.mmsa_lmf import lmf_from_mmsa
+from keras_msa.convert.mmsa_misa import check_misa_state_dict
+from keras_msa.convert.mmsa_misa import misa_from_mmsa
 from keras_msa.convert.mmsa_tfn import check_tfn_state_dict
 from keras_msa.convert.mmsa_tfn import tfn_config_from_mmsa
 from keras_msa.convert.mmsa_tfn import tfn_from_mmsa
@@ -53,6 +55,7 @@ CONVERTERS = {
     "lmf": ("lmf", lmf_from_mmsa, lambda params, sd: (
         lmf_config_from_mmsa(params, sd) if isinstance(params.get("hidden_dims"), (list, tuple))
         else check_lmf_state_dict(params, sd))),
+    "misa": ("misa", misa_from_mmsa, check_misa_state_dict),
 }
 #: MMSA's model names, accepted for the keras_msa ones.
 ALIASES = {"ef_lstm": "eflstm", "lf_dnn": "lfdnn"}
@@ -147,7 +150,7 @@ def import_mmsa_checkpoint(checkpoint, model="mult", config="mosi", dataset=None
     Args:
         checkpoint: the `.pth` MMSA saved (`<model_save_dir>/<model>-<dataset>.pth`).
         model: the keras_msa model name (`"mult"`, `"eflstm"`, `"lfdnn"`; MMSA's
-            `"ef_lstm"` and `"lf_dnn"` also), `"tfn"`, `"lmf"`.
+            `"ef_lstm"` and `"lf_dnn"` also), `"tfn"`, `"lmf"`, `"misa"`.
         config: how it was trained (see the module doc).
         dataset: the datasetParams entry when `config` is MMSA's
             config_regression.json.
