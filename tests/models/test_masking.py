@@ -47,6 +47,7 @@ TINY = {
                 dropouts={"audio": 0.0, "vision": 0.0, "post_fusion": 0.0}),
     "lmf": dict(hidden_dims={"text": 4, "audio": 3, "vision": 3}, rank=2, dropouts={"audio": 0.0, "vision": 0.0}),
     "ssgdl": dict(hidden_dim=8, num_heads=2, kernel_sizes=(3, 5), min_width=4, dropout=0.0),
+    "misa": dict(hidden_size=4, transformer_ff_dim=8, dropout=0.0, transformer_dropout=0.0),
 }
 
 

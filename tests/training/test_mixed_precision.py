@@ -27,6 +27,7 @@ TINY_CONFIGS = {
     "lmf": dict(hidden_dims={"text": 8, "audio": 4, "vision": 4}, rank=2),
     "mult": dict(hidden_dim=4, num_heads=2, num_layers=1, memory_layers=1,
                  conv_kernel_sizes={"text": 2, "audio": 1, "vision": 1}),
+    "misa": dict(hidden_size=4, transformer_ff_dim=8),
 }
 
 # Half precision keeps ~3 (float16) or ~2 (bfloat16) significant digits per op.
