@@ -22,7 +22,7 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "mult", "keras_msa model name: mult, eflstm (or ef_lstm), lfdnn (or lf_dnn), tfn, lmf.")
+flags.DEFINE_string("model", "mult", "keras_msa model name: mult, eflstm (or ef_lstm), lfdnn (or lf_dnn), tfn, lmf, misa.")
 flags.DEFINE_string("checkpoint", None, "The .pth MMSA's training saved.", required=True)
 flags.DEFINE_string("config", "mosi", "A dataset name (mosi, mosei, sims), MMSA's config_regression.json, "
                     "or a JSON object of MMSA's parameters.")
