@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "mult", "keras_msa model name: mult, eflstm (or ef_lstm), lfdnn (or lf_dnn), tfn, lmf, "
-                    "selfmm (or self_mm), magbert (or bert_mag), mmim.")
+                    "selfmm (or self_mm), magbert (or bert_mag), mmim, misa.")
 flags.DEFINE_string("checkpoint", None, "The .pth MMSA's training saved.", required=True)
 flags.DEFINE_string("config", "mosi", "A dataset name (mosi, mosei, sims), MMSA's config_regression.json, "
                     "or a JSON object of MMSA's parameters.")

@@ -62,7 +62,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from keras_msa.data import DATA_PLACE  # noqa: E402  (light: no TensorFlow)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "lfdnn", "Registered model name (lfdnn, eflstm, mulg, mult, tfn, lmf, magbert, m3sa, tecafn, crosssent, ssgdl).")
+flags.DEFINE_string("model", "lfdnn", "Registered model name (lfdnn, eflstm, mulg, mult, tfn, lmf, misa, selfmm, magbert, "
+                    "mmim, m3sa, tecafn, crosssent, ssgdl).")
 flags.DEFINE_string("preset", None, "Paper preset of the model (e.g. mosi, mosei, sims).")
 flags.DEFINE_string("model_config", "{}", "JSON dict of constructor overrides.")
 flags.DEFINE_string("data", "synthetic", "'synthetic' or a converted TFRecord directory."

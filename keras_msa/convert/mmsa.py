@@ -43,6 +43,8 @@ from keras_msa.convert.mmsa_selfmm import selfmm_from_mmsa
 from keras_msa.convert.mmsa_mmim import check_mmim_state_dict
 from keras_msa.convert.mmsa_mmim import mmim_config_from_mmsa
 from keras_msa.convert.mmsa_mmim import mmim_from_mmsa
+from keras_msa.convert.mmsa_misa import check_misa_state_dict
+from keras_msa.convert.mmsa_misa import misa_from_mmsa
 from keras_msa.convert.mmsa_tfn import check_tfn_state_dict
 from keras_msa.convert.mmsa_tfn import tfn_config_from_mmsa
 from keras_msa.convert.mmsa_tfn import tfn_from_mmsa
@@ -64,6 +66,7 @@ CONVERTERS = {
     "magbert": ("bert_mag", magbert_from_mmsa, check_magbert_state_dict),
     "mmim": ("mmim", mmim_from_mmsa, lambda params, sd: (
         mmim_config_from_mmsa(params, sd) if "d_prjh" in params else check_mmim_state_dict(params, sd))),
+    "misa": ("misa", misa_from_mmsa, check_misa_state_dict),
 }
 #: MMSA's model names, accepted for the keras_msa ones.
 ALIASES = {"ef_lstm": "eflstm", "lf_dnn": "lfdnn", "self_mm": "selfmm", "bert_mag": "magbert"}
@@ -159,7 +162,7 @@ def import_mmsa_checkpoint(checkpoint, model="mult", config="mosi", dataset=None
         checkpoint: the `.pth` MMSA saved (`<model_save_dir>/<model>-<dataset>.pth`).
         model: the keras_msa model name (`"mult"`, `"eflstm"`, `"lfdnn"`; MMSA's
             `"ef_lstm"` and `"lf_dnn"` also), `"tfn"`, `"lmf"`, `"selfmm"`
-            (`"self_mm"`), `"magbert"` (`"bert_mag"`), `"mmim"`.
+            (`"self_mm"`), `"magbert"` (`"bert_mag"`), `"mmim"`, `"misa"`.
         config: how it was trained (see the module doc).
         dataset: the datasetParams entry when `config` is MMSA's
             config_regression.json.

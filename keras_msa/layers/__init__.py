@@ -23,3 +23,4 @@ from keras_msa.layers.multimodal_adaptation_gate import MultimodalAdaptationGate
 from keras_msa.layers.packed_rnn_encoder import PackedRNNEncoder
 from keras_msa.layers.mutual_information_lower_bound import MutualInformationLowerBound
 from keras_msa.layers.contrastive_predictive_coding import ContrastivePredictiveCoding
+from keras_msa.layers.bi_lstm_utterance_encoder import BiLSTMUtteranceEncoder

@@ -8,3 +8,7 @@ from keras_msa.losses.monotonic_pairwise_ranking import MonotonicPairwiseRanking
 from keras_msa.losses.monotonic_pairwise_ranking import monotonic_pairwise_ranking
 from keras_msa.losses.concordance_correlation_loss import ConcordanceCorrelationLoss
 from keras_msa.losses.concordance_correlation_loss import concordance_correlation_loss
+from keras_msa.losses.central_moment_discrepancy import CentralMomentDiscrepancy
+from keras_msa.losses.central_moment_discrepancy import central_moment_discrepancy
+from keras_msa.losses.soft_orthogonality import SoftOrthogonality
+from keras_msa.losses.soft_orthogonality import soft_orthogonality

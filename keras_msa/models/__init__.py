@@ -17,3 +17,4 @@ from keras_msa.models.lmf import LMF
 from keras_msa.models.selfmm import SelfMM
 from keras_msa.models.magbert import MAGBERT
 from keras_msa.models.mmim import MMIM
+from keras_msa.models.misa import MISA

@@ -75,5 +75,5 @@ def test_import_config_forms():
     # A dataset name means MMSA's preset; MMSA's model name is accepted.
     assert mmsa_params("sims", "lf_dnn") == LFDNN.presets["mmsa_sims"]
     assert mmsa_params({"hidden_dims": [5, 4, 7]}, "lfdnn") == {"hidden_dims": [5, 4, 7]}
-    with pytest.raises(ValueError, match="No MMSA converter for model 'misa'"):
-        mmsa_params("mosi", "misa")
+    with pytest.raises(ValueError, match="No MMSA converter for model 'ssgdl'"):
+        mmsa_params("mosi", "ssgdl")

@@ -52,6 +52,7 @@ TINY = {
     # A function: each model needs its own tiny BERT.
     "magbert": lambda: dict(text_backbone=_tiny_text_backbone(), dropout_prob=0.0, head_dropout=0.0),
     "mmim": dict(audio_hidden=3, vision_hidden=3, audio_out=4, vision_out=4, fusion_dim=4, fusion_dropout=0.0),
+    "misa": dict(hidden_size=4, transformer_ff_dim=8, dropout=0.0, transformer_dropout=0.0),
 }
 #: Models that read BERT token ids (word-aligned audio/vision: T tokens).
 TOKEN_MODELS = ("magbert",)

@@ -33,6 +33,7 @@ TINY_CONFIGS = {
     # A function: each model needs its own tiny BERT.
     "magbert": lambda: dict(text_backbone=_tiny_text_backbone()),
     "mmim": dict(audio_hidden=4, vision_hidden=4, audio_out=8, vision_out=8, fusion_dim=8),
+    "misa": dict(hidden_size=4, transformer_ff_dim=8),
 }
 #: Models that read BERT token ids: their batches get tokens where `text` is
 #: real (audio and vision are word-aligned: the synthetic data has one T).

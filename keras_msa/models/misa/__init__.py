@@ -1,0 +1,1 @@
+from keras_msa.models.misa.misa import MISA
