@@ -29,6 +29,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -152,8 +153,9 @@ def _cell(s, bold=False):
 
 
 def markdown_table(collected, seeds, caption):
-    """`collected`: `[(name, preset, [metrics.json of each seed])]`, complete
-    models only. Bold: the best mean of each column."""
+    """`collected`: `[(name, preset, [metrics.json of each finished seed])]`;
+    a model with fewer runs than `seeds` says how many it has (its interval
+    is over those). Bold: the best mean of each column."""
     lines = [caption, "",
              "| model (preset) | " + " | ".join(h for _, h in COLUMNS) + " | epochs run (best) | params |",
              "| --- | " + " | ".join("---" for _ in COLUMNS) + " | --- | --- |"]
@@ -170,7 +172,8 @@ def markdown_table(collected, seeds, caption):
         best_epochs = sorted(b for b in s["best_epoch"] if b is not None)
         shown_best = f" ({best_epochs[0]}–{best_epochs[-1]})" if best_epochs else ""
         params = f"{s['params']:,}" if s["params"] is not None else "n/a"
-        lines.append(f"| {name} ({preset or 'no preset'}) | " + " | ".join(cells)
+        partial = f", {len(runs)} of {len(seeds)} seeds" if len(runs) < len(seeds) else ""
+        lines.append(f"| {name} ({preset or 'no preset'}{partial}) | " + " | ".join(cells)
                      + f" | {epochs}{shown_best} | {params} |")
     if collected:
         first = collected[0][2][0]
@@ -193,13 +196,14 @@ def caption(seeds, epochs, sizes, options, synthetic_seed, machine, command):
 
 
 def collect(models, seeds, expect):
-    """`[(name, preset, runs)]` of the models whose every seed is finished,
-    and the number of finished runs."""
+    """`[(name, preset, runs)]` of the models with at least one finished
+    seed (their finished runs only), and the number of finished runs."""
     collected, done = [], 0
     for name, preset in models:
         runs = [finished(run_dir(FLAGS.runs_dir, name, preset, s), expect(name, preset, s)) for s in seeds]
-        done += sum(r is not None for r in runs)
-        if all(r is not None for r in runs):
+        runs = [r for r in runs if r is not None]
+        done += len(runs)
+        if runs:
             collected.append((name, preset, runs))
     return collected, done
 
@@ -222,7 +226,7 @@ def write_outputs(models, seeds, expect, machine, command):
         "total_runs": len(models) * len(seeds),
         "models": {
             label(name, preset): dict(
-                summarize_model(runs), model=name, preset=preset,
+                summarize_model(runs), model=name, preset=preset, complete=len(runs) == len(seeds),
                 runs=[{"seed": r["seed"], "test": r["test"], "valid": r.get("valid"),
                        "best_epoch": r.get("best_epoch"), "output_dir": r.get("output_dir")} for r in runs])
             for name, preset, runs in collected
@@ -257,7 +261,7 @@ def main(argv):
 
     machine = f"{platform.machine()}, {os.cpu_count()} logical CPUs (shared), Python {platform.python_version()}"
     command = "python benchmarks/seeds.py " + " ".join(
-        a for a in sys.argv[1:] if not a.startswith("--table_only"))
+        shlex.quote(a) for a in sys.argv[1:] if not a.startswith("--table_only"))
     todo = [(n, p, s) for n, p in models for s in seeds
             if finished(run_dir(FLAGS.runs_dir, n, p, s), expect(n, p, s)) is None]
     total = len(models) * len(seeds)

@@ -82,6 +82,11 @@ def test_rerun_trains_only_missing_or_changed_runs(bench, monkeypatch):
         _write(bench, name, preset, seed, _metrics(rng, config(name, preset, seed), seed))
 
     monkeypatch.setattr(bench, "run_one", fake_run)
+    bench.FLAGS.table_only = True
+    bench.main([])
+    partial = open(os.path.splitext(bench.FLAGS.output)[0] + ".md").read()
+    assert calls == [] and "| lfdnn (mosi, 4 of 5 seeds) |" in partial and "| mult" not in partial
+    bench.FLAGS.table_only = False
     bench.main([])
     assert calls == [("lfdnn", "mosi", 1113)] + [("mult", None, s) for s in SEEDS]
     out = json.load(open(bench.FLAGS.output))
