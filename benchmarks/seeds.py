@@ -212,6 +212,11 @@ def write_outputs(models, seeds, expect, machine, command):
     from keras_msa.utils.files import atomic_write_text
 
     collected, done = collect(models, seeds, expect)
+    recorded = collected[0][2][0].get("machine") if collected else None
+    if recorded:
+        # What the runs themselves recorded (keras_msa.training.runner).
+        gpus = ", ".join(recorded.get("gpus") or []) or "no GPU"
+        machine = f"{recorded.get('cpu')}, {recorded.get('cpu_count')} CPUs shared with other jobs, {gpus}"
     sizes = json.loads(FLAGS.synthetic_sizes) if FLAGS.synthetic_sizes else None
     options = json.loads(FLAGS.synthetic_options) if FLAGS.synthetic_options else None
     text = caption(seeds, FLAGS.epochs, sizes, options, FLAGS.synthetic_seed, machine, command)
