@@ -22,7 +22,9 @@ already holds the same configuration (model, preset, seed, epochs, data) is
 read back instead of trained again, so the command can be stopped and run
 again. After every run `--output` (JSON: each run's test metrics, the
 per-model summary, the floors) and `--output_md` (the Markdown table) are
-rewritten atomically from every finished run.
+rewritten atomically from every finished run. A run that fails (its log
+is `train.log`) is reported and the grid goes on; the command then exits
+non-zero naming every failed run.
 """
 
 import datetime
@@ -273,15 +275,23 @@ def main(argv):
     print(f"{total - len(todo)} of {total} runs finished before; {len(todo)} to run.", flush=True)
     if not FLAGS.table_only:
         start = time.time()
+        failed = []
         for i, (name, preset, seed) in enumerate(todo, 1):
             out_dir = run_dir(FLAGS.runs_dir, name, preset, seed)
             t0 = time.time()
-            run_one(train_command(name, preset, seed, out_dir, FLAGS.epochs, sizes, options, FLAGS.synthetic_seed),
-                    out_dir)
-            results = finished(out_dir, expect(name, preset, seed))
-            if results is None:
-                raise RuntimeError(f"{out_dir}/metrics.json does not record the run asked for "
-                                   f"({expect(name, preset, seed)}).")
+            try:
+                run_one(train_command(name, preset, seed, out_dir, FLAGS.epochs, sizes, options,
+                                      FLAGS.synthetic_seed), out_dir)
+                results = finished(out_dir, expect(name, preset, seed))
+                if results is None:
+                    raise RuntimeError(f"{out_dir}/metrics.json does not record the run asked for "
+                                       f"({expect(name, preset, seed)}).")
+            except RuntimeError as e:
+                # One broken model must not cost the rest of the grid; the
+                # command exits non-zero at the end, naming each failure.
+                failed.append(f"{label(name, preset)} seed {seed}: {e}")
+                print(f"[{i}/{len(todo)}] FAILED {failed[-1]}", flush=True)
+                continue
             t = results["test"]
             elapsed = time.time() - start
             eta = elapsed / i * (len(todo) - i)
@@ -291,6 +301,8 @@ def main(argv):
                   f"{eta / 60:.0f} min left)", flush=True)
             write_outputs(models, seeds, expect, machine, command)
     print(write_outputs(models, seeds, expect, machine, command))
+    if not FLAGS.table_only and failed:
+        raise SystemExit(f"{len(failed)} run(s) failed:\n" + "\n".join(failed))
 
 
 if __name__ == "__main__":
