@@ -1,0 +1,100 @@
+"""benchmarks/seeds.py: the per-model statistics must be NumPy's mean and
+sample std and SciPy's Student-t interval, and a rerun must train only the
+runs that are missing or were made with another configuration."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SEEDS = [1111, 1112, 1113, 1114, 1115]
+
+
+@pytest.fixture
+def bench(tmp_path):
+    from absl import flags
+
+    before = set(flags.FLAGS)
+    spec = importlib.util.spec_from_file_location("bench_seeds", os.path.join(ROOT, "benchmarks", "seeds.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    flags.FLAGS([
+        "seeds.py", "--models=lfdnn,mult:", f"--seeds={','.join(map(str, SEEDS))}", "--epochs=3",
+        '--synthetic_sizes={"train": 8, "valid": 4, "test": 4}', f"--runs_dir={tmp_path / 'runs'}",
+        f"--output={tmp_path / 'out' / 'results.json'}",
+    ])
+    yield module
+    for name in sorted(set(flags.FLAGS) - before):
+        delattr(flags.FLAGS, name)
+
+
+def _metrics(rng, config, seed):
+    return {
+        "config": dict(config, output_dir="x"), "seed": seed, "best_epoch": 2, "epochs_run": 3,
+        "train_seconds": 1.0, "params": 123,
+        "test": {"mae": float(rng.uniform(0.5, 1)), "corr": float(rng.uniform(0, 1)),
+                 "acc2_has0": float(rng.uniform(0.5, 1)), "acc7": float(rng.uniform(0, 0.5))},
+        "bayes_mae": {"test": 0.25}, "text_only_bayes_mae": {"test": 0.85}, "mean_predictor_mae_test": 1.3,
+    }
+
+
+def _write(bench, name, preset, seed, metrics):
+    path = bench.run_dir(bench.FLAGS.runs_dir, name, preset, seed)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "metrics.json"), "w") as f:
+        json.dump(metrics, f)
+
+
+def test_summary_matches_numpy_and_scipy(bench):
+    rng = np.random.default_rng(0)
+    runs = [_metrics(rng, {}, s) for s in SEEDS]
+    summary = bench.summarize_model(runs)
+    for key, _ in bench.COLUMNS:
+        x = np.array([r["test"][key] for r in runs])
+        s = summary[key]
+        low, high = stats.t.interval(0.95, df=len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+        np.testing.assert_allclose([s["mean"], s["std"], s["ci_low"], s["ci_high"]],
+                                   [x.mean(), x.std(ddof=1), low, high], rtol=1e-10)
+
+
+def test_rerun_trains_only_missing_or_changed_runs(bench, monkeypatch):
+    rng = np.random.default_rng(1)
+    sizes = {"train": 8, "valid": 4, "test": 4}
+
+    def config(name, preset, seed, epochs=3):
+        return bench.expected_config(name, preset, seed, epochs, sizes, None, 0)
+
+    # lfdnn (preset mosi) is finished but for seed 1113, which ran with 5 epochs.
+    for seed in SEEDS:
+        _write(bench, "lfdnn", "mosi", seed, _metrics(rng, config("lfdnn", "mosi", seed, 5 if seed == 1113 else 3), seed))
+    calls = []
+
+    def fake_run(cmd, out_dir):
+        args = dict(a[2:].split("=", 1) for a in cmd[2:])
+        name, seed = args["model"], int(args["seed"])
+        preset = args.get("preset")
+        assert args["epochs"] == "3" and json.loads(args["synthetic_sizes"]) == sizes
+        calls.append((name, preset, seed))
+        _write(bench, name, preset, seed, _metrics(rng, config(name, preset, seed), seed))
+
+    monkeypatch.setattr(bench, "run_one", fake_run)
+    bench.FLAGS.table_only = True
+    bench.main([])
+    partial = open(os.path.splitext(bench.FLAGS.output)[0] + ".md").read()
+    assert calls == [] and "| lfdnn (mosi, 4 of 5 seeds) |" in partial and "| mult" not in partial
+    bench.FLAGS.table_only = False
+    bench.main([])
+    assert calls == [("lfdnn", "mosi", 1113)] + [("mult", None, s) for s in SEEDS]
+    out = json.load(open(bench.FLAGS.output))
+    assert out["finished_runs"] == out["total_runs"] == 10
+    assert set(out["models"]) == {"lfdnn_mosi", "mult"}
+    assert out["bayes_mae_test"] == 0.25 and out["text_only_bayes_mae_test"] == 0.85
+    table = open(os.path.splitext(bench.FLAGS.output)[0] + ".md").read()
+    assert "| lfdnn (mosi) |" in table and "| mult (no preset) |" in table and "| Bayes floor" in table
+    calls.clear()
+    bench.main([])
+    assert calls == []
