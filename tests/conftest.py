@@ -17,33 +17,64 @@ def tiny_benchmark():
     return tiny_synthetic()
 
 
-@pytest.fixture(scope="module")
-def load_recipe():
-    """Imports `recipes/<name>.py` in-process; returns a loader.
+# The absl flags of the recipe loaded last, on absl's one global FLAGS.
+_live_recipe_flags = set()
 
-    Recipes define absl flags at import time, and several define the same
-    names (`output`, `model`, ...), so the flags a test module's recipes add
-    are removed again when the module's tests end.
+
+def _drop_flags(names):
+    from absl import flags
+
+    for name in sorted(names):
+        if name in flags.FLAGS:
+            delattr(flags.FLAGS, name)
+
+
+def load_recipe_module(name):
+    """Imports `recipes/<name>.py` in-process and returns the module.
+
+    Recipes define absl flags at import time on absl's one global FLAGS, and
+    several define the same names (`model`, `output`, ...). As when each
+    recipe runs as its own `python recipes/<name>.py`, one recipe's flags are
+    live at a time: loading a recipe first removes the flags of the one loaded
+    before it, so recipes load in any order and any number of times.
     """
     import importlib.util
 
+    # absl.app and absl.logging define their own flags (--verbosity, ...) on
+    # first import; imported here, they are never taken for a recipe's.
+    from absl import app  # noqa: F401
     from absl import flags
+    from absl import logging  # noqa: F401
 
-    added = []
+    _drop_flags(_live_recipe_flags)
+    _live_recipe_flags.clear()
+    path = os.path.join(os.path.dirname(__file__), "..", "recipes", f"{name}.py")
+    before = set(flags.FLAGS)
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        # Recorded on failure too, so a recipe that broke half-way through
+        # its definitions leaves none of them behind for the next load.
+        _live_recipe_flags.update(set(flags.FLAGS) - before)
+    return module
+
+
+@pytest.fixture(scope="module")
+def load_recipe():
+    """`load_recipe_module` for a test module; the flags of the recipes it
+    loaded are removed again when the module's tests end."""
+    loaded = set()
 
     def load(name):
-        path = os.path.join(os.path.dirname(__file__), "..", "recipes", f"{name}.py")
-        before = set(flags.FLAGS)
-        spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        added.extend(sorted(set(flags.FLAGS) - before))
+        module = load_recipe_module(name)
+        loaded.update(_live_recipe_flags)
         return module
 
     yield load
-    for name in added:
-        if name in flags.FLAGS:
-            delattr(flags.FLAGS, name)
+    _drop_flags(loaded & _live_recipe_flags)
+    _live_recipe_flags.difference_update(loaded)
 
 
 @pytest.fixture(scope="session")

@@ -240,6 +240,8 @@ def tune(base_config, search_space, algorithm="random", max_trials=3, max_epochs
 
     from keras_msa.training.evaluation import infer_task
     from keras_msa.training.evaluation import monitor_for
+    from keras_msa.training.precision import determinism
+    from keras_msa.training.protocol import DEFAULT_PROTOCOL
     from keras_msa.training.runner import check_config
     from keras_msa.training.runner import load_data
     from keras_msa.training.runner import train
@@ -263,7 +265,11 @@ def tune(base_config, search_space, algorithm="random", max_trials=3, max_epochs
     os.makedirs(output_dir, exist_ok=True)
     # The objective has to exist before the first trial and depends on the
     # task, which the data's targets tell: read one batch, train nothing.
-    probe, _ = data_fn(base_config)
+    # Seeded as a trial is: shuffling the training split is a random op, which
+    # op determinism (TF_DETERMINISTIC_OPS=1) refuses without a global seed.
+    seed = DEFAULT_PROTOCOL["seed"] if base_config.seed is None else base_config.seed
+    with determinism(seed, base_config.deterministic):
+        probe, _ = data_fn(base_config)
     if "valid" not in probe:
         raise ValueError(
             f"--data={base_config.data} has no 'valid' split; tuning selects on validation only and "

@@ -2,7 +2,6 @@
 Hyperband over LF-DNN on a tiny synthetic set, selection on validation only,
 trial run directories, and the best config in the form recipes/train.py takes."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -59,20 +58,9 @@ def trial_results(summary):
     return out
 
 
-def load_train_recipe():
-    """recipes/train.py as a module, loaded once (absl flags are global)."""
-    name = "keras_msa_recipes_train_for_tune_tests"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "recipes", "train.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def train_config_from_best(tmp_path, summary):
+def train_config_from_best(tmp_path, summary, load_recipe):
     """The TrainConfig recipes/train.py builds from the written best files."""
-    train_recipe = load_train_recipe()
+    train_recipe = load_recipe("train")
     out = tmp_path / "tune"
     protocol = json.loads((out / "best_protocol.json").read_text())
     argv = ["train.py", "--model=lfdnn", f"--model_config={(out / 'best_model_config.json').read_text()}"]
@@ -86,7 +74,7 @@ def train_config_from_best(tmp_path, summary):
 
 
 @pytest.mark.slow
-def test_random_search_selects_on_validation_only(tmp_path):
+def test_random_search_selects_on_validation_only(tmp_path, load_recipe):
     config = base_config(tmp_path)
     space = {"learning_rate": [1e-5, 3e-2], "dropout": 0.1, "hidden_dims.text": [8]}
     summary = tune(config, space, algorithm="random", max_trials=2, data_fn=flipped_test_data)
@@ -112,7 +100,7 @@ def test_random_search_selects_on_validation_only(tmp_path):
     assert again["best_trial"] == best and len(again["trials"]) == 2
     assert json.loads((tmp_path / "tune" / "trials" / f"trial_{best}" / "metrics.json").read_text()) == runs[best]
     # recipes/train.py takes the two files as they are.
-    train_config = train_config_from_best(tmp_path, summary)
+    train_config = train_config_from_best(tmp_path, summary, load_recipe)
     assert train_config.model_config == chosen["model_config"]
     assert (train_config.learning_rate, train_config.batch_size, train_config.epochs) == (
         chosen["learning_rate"], 16, 2)
