@@ -38,6 +38,9 @@ class MediaModel(MSAModel):
         model.predict(raw_batch([clip], ["what a film"]))["sentiment"]
     """
 
+    # Raw text and media decoding run inside `call`; XLA compiles neither.
+    predict_xla_by_default = False
+
     def __init__(self, preprocessor, model, **kwargs):
         super().__init__(**kwargs)
         if isinstance(preprocessor, dict):

@@ -5,9 +5,10 @@ import tensorflow as tf
 from keras_msa.layers import MaskedMultiHeadAttention
 
 
-def mha_reference(layer, query, context, q_mask, c_mask):
-    """Scaled dot-product attention per head, softmax over real context steps;
-    padded queries are computed from zeros."""
+def mha_reference(layer, query, context, q_mask, c_mask, allowed=None):
+    """Scaled dot-product attention per head, softmax over real context steps
+    (and, with `allowed` `[B, Tq, Tk]`, only those); padded queries are
+    computed from zeros."""
     query = np.where(q_mask[..., None], query, 0)
     wq, bq = (np.asarray(w, np.float64) for w in (layer.q_proj.kernel, layer.q_proj.bias))
     wk, bk = (np.asarray(w, np.float64) for w in (layer.k_proj.kernel, layer.k_proj.bias))
@@ -19,11 +20,12 @@ def mha_reference(layer, query, context, q_mask, c_mask):
     scores = np.einsum("bqhk,bthk->bhqt", q, k) / np.sqrt(wq.shape[-1])
     weights = np.zeros_like(scores)
     for b in range(scores.shape[0]):
-        valid = c_mask[b]
-        if valid.any():
-            s = scores[b][..., valid]
-            e = np.exp(s - s.max(-1, keepdims=True))
-            weights[b][..., valid] = e / e.sum(-1, keepdims=True)
+        for i in range(scores.shape[2]):
+            valid = c_mask[b] if allowed is None else c_mask[b] & allowed[b, i]
+            if valid.any():
+                s = scores[b, :, i][..., valid]
+                e = np.exp(s - s.max(-1, keepdims=True))
+                weights[b, :, i][..., valid] = e / e.sum(-1, keepdims=True)
     attended = np.einsum("bhqt,bthk->bqhk", weights, v)
     out = np.einsum("bqhk,hkd->bqd", attended, wo) + bo
     return out * q_mask[..., None], weights
@@ -115,3 +117,34 @@ def test_inf_and_nan_under_both_masks_change_nothing_and_keep_gradients_finite()
         np.testing.assert_allclose(np.asarray(got), out, atol=1e-6)
         for w, g in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
             assert g is not None and np.isfinite(np.asarray(g)).all(), (value, w.path)
+
+
+def test_fast_path_matches_reference_and_weights_path_under_a_pattern_and_inf_nan():
+    # Without return_attention the layer takes its fewer-pass formulation
+    # (additive mask bias, empty rows zeroed on the attended values): it must
+    # equal the NumPy reference and the exact-weights path, outputs and
+    # gradients, with a pattern that leaves a real query nothing to attend.
+    layer = build(num_heads=2, output_dim=6)
+    query, context, q_mask, c_mask = make_inputs()
+    allowed = np.tril(np.ones((4, 6), bool), 1)[None].repeat(3, 0)
+    allowed[2, 1, :] = False  # a real query that may attend nothing
+    ref, _ = mha_reference(layer, query.astype(np.float64), context.astype(np.float64), q_mask, c_mask, allowed)
+    for value in (0.0, np.inf, -np.inf, np.nan):
+        q2, c2 = query.copy(), context.copy()
+        q2[~q_mask] = value
+        c2[~c_mask] = value
+        results = []
+        for weights_path in (False, True):
+            with tf.GradientTape() as tape:
+                got = layer(q2, c2, query_mask=q_mask, context_mask=c_mask, attention_mask=allowed,
+                            return_attention=weights_path)
+                got = got[0] if weights_path else got
+                loss = tf.reduce_sum(got * got)
+            grads = [np.asarray(g) for g in tape.gradient(loss, layer.trainable_weights)]
+            assert all(np.isfinite(g).all() for g in grads), (value, weights_path)
+            results.append((np.asarray(got), grads))
+        np.testing.assert_allclose(results[0][0], ref, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-6, rtol=0)
+        for fast, exact in zip(results[0][1], results[1][1]):
+            np.testing.assert_allclose(fast, exact, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(results[0][0][2, 1], np.asarray(layer.o_proj.bias), atol=1e-6)
