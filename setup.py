@@ -8,6 +8,9 @@ from setuptools import find_packages
 from setuptools import setup
 
 setup(
+    # Here, not in pyproject.toml: setuptools >= 77 deprecates the TOML table
+    # form and setuptools < 77 (a fresh venv's) cannot read the SPDX string form.
+    license="Apache-2.0",
     packages=find_packages(include=["keras_msa", "keras_msa.*"]) + ["keras_msa_recipes"],
     package_dir={"keras_msa_recipes": "recipes"},
 )
