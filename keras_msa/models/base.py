@@ -215,6 +215,25 @@ class MSAModel(keras.Model):
             raise ValueError(f"predict_jit_compile must be True, False or 'auto'; got {predict_jit_compile!r}.")
         self._predict_jit_compile = predict_jit_compile
 
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config and getattr(self, "_predict_jit_compile", "auto") != "auto":
+            config = dict(config, predict_jit_compile=self._predict_jit_compile)
+        return config
+
+    def compile_from_config(self, config):
+        """Recompiles a loaded model from its saved compile config. Keras'
+        own version skips (with a warning) every model whose `compile` is
+        overridden, as this one is, so a reloaded `.keras` file would lose
+        its optimizer state; this does what Keras' does, plus
+        `predict_jit_compile`."""
+        config = dict(config)
+        predict_jit_compile = config.pop("predict_jit_compile", "auto")
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config, predict_jit_compile=predict_jit_compile)
+        if hasattr(self, "optimizer") and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def predict_uses_xla(self):
         """Whether `predict` compiles its step with XLA (see `compile`)."""
         from keras.src.trainers.trainer import model_supports_jit
