@@ -49,6 +49,7 @@ from keras_msa.convert.mmsa_mult import StateDict
 from keras_msa.convert.mmsa_mult import _dense
 from keras_msa.convert.mmsa_mult import _norm
 from keras_msa.convert.mmsa_mult import assign_pairs
+from keras_msa.convert.mmsa_mult import torch_attention_pairs
 
 BERT_PREFIX = "bertmodel.model."
 LETTERS = {"text": "t", "vision": "v", "audio": "a"}
@@ -125,21 +126,9 @@ def _lstm(prefix, layer, sd, suffix, gradients):
 
 def _transformer(prefix, layer, sd):
     attn = layer._self_attention_layer
-    w, b = sd[f"{prefix}.self_attn.in_proj_weight"], sd[f"{prefix}.self_attn.in_proj_bias"]
-    dim = w.shape[1]
-    heads = attn.num_heads
-    if w.shape != (3 * dim, dim) or dim % heads:
-        raise CheckpointMismatchError(f"'{prefix}.self_attn.in_proj_weight' has shape {w.shape}; expected "
-                                      f"[3d, d] with d divisible by {heads} heads.")
-    pairs = []
-    for i, dense in enumerate((attn.query_dense, attn.key_dense, attn.value_dense)):
-        rows = slice(i * dim, (i + 1) * dim)
-        pairs.append((dense.kernel, w[rows].T.reshape(dim, heads, dim // heads), f"{prefix}.self_attn.in_proj_weight"))
-        pairs.append((dense.bias, b[rows].reshape(heads, dim // heads), f"{prefix}.self_attn.in_proj_bias"))
-    out_w = sd[f"{prefix}.self_attn.out_proj.weight"]
-    pairs.append((attn.output_dense.kernel, out_w.T.reshape(heads, dim // heads, dim),
-                  f"{prefix}.self_attn.out_proj.weight"))
-    pairs.append((attn.output_dense.bias, sd[f"{prefix}.self_attn.out_proj.bias"], f"{prefix}.self_attn.out_proj.bias"))
+    pairs = torch_attention_pairs(
+        f"{prefix}.self_attn", (attn.query_dense, attn.key_dense, attn.value_dense, attn.output_dense),
+        attn.num_heads, sd)
     pairs += _norm(f"{prefix}.norm1", layer._self_attention_layer_norm, sd)
     pairs += _dense(f"{prefix}.linear1", layer._feedforward_intermediate_dense, sd)
     pairs += _dense(f"{prefix}.linear2", layer._feedforward_output_dense, sd)

@@ -110,24 +110,34 @@ def feature_dims_from_state_dict(state_dict):
     return {m: int(state_dict[f"proj_{LETTERS[m]}.weight"].shape[1]) for m in MODALITIES}
 
 
-def _attention(prefix, attention, sd):
+def torch_attention_pairs(prefix, projections, num_heads, sd):
+    """Pairs for a PyTorch `nn.MultiheadAttention` under `prefix` (its packed
+    `in_proj_weight` / `in_proj_bias` and `out_proj`) onto the four Keras
+    `EinsumDense`-style projections `(query, key, value, output)` of an
+    attention with `num_heads` heads."""
     w = sd[f"{prefix}.in_proj_weight"]
     b = sd[f"{prefix}.in_proj_bias"]
     dim = w.shape[1]
-    heads = attention.num_heads
+    heads = num_heads
     if w.shape != (3 * dim, dim) or dim % heads:
         raise CheckpointMismatchError(f"'{prefix}.in_proj_weight' has shape {w.shape}; expected "
                                       f"[3E, E] with E divisible by {heads} heads.")
+    *qkv, output = projections
     pairs = []
-    for i, proj in enumerate((attention.q_proj, attention.k_proj, attention.v_proj)):
+    for i, proj in enumerate(qkv):
         rows = slice(i * dim, (i + 1) * dim)
         pairs.append((proj.kernel, w[rows].T.reshape(dim, heads, dim // heads), f"{prefix}.in_proj_weight"))
         pairs.append((proj.bias, b[rows].reshape(heads, dim // heads), f"{prefix}.in_proj_bias"))
     out_w = sd[f"{prefix}.out_proj.weight"]
-    pairs.append((attention.o_proj.kernel, out_w.T.reshape(heads, dim // heads, out_w.shape[0]),
+    pairs.append((output.kernel, out_w.T.reshape(heads, dim // heads, out_w.shape[0]),
                   f"{prefix}.out_proj.weight"))
-    pairs.append((attention.o_proj.bias, sd[f"{prefix}.out_proj.bias"], f"{prefix}.out_proj.bias"))
+    pairs.append((output.bias, sd[f"{prefix}.out_proj.bias"], f"{prefix}.out_proj.bias"))
     return pairs
+
+
+def _attention(prefix, attention, sd):
+    return torch_attention_pairs(
+        prefix, (attention.q_proj, attention.k_proj, attention.v_proj, attention.o_proj), attention.num_heads, sd)
 
 
 def _dense(prefix, layer, sd):
