@@ -4,6 +4,9 @@
     python recipes/benchmark.py --model=eflstm --preset=mosi --xla=off --json_out=eflstm.json
     python recipes/benchmark.py --model=lfdnn --model_config='{"fusion_dim": 256}'
     python recipes/benchmark.py --model=mulg --lens=50,375,500 --train_batch_size=32
+    python recipes/benchmark.py --model=misa --preset=mosi --optimizer=protocol \
+        --bert_config='{"vocabulary_size": 30522, "num_layers": 12, "num_heads": 12, "hidden_dim": 768,
+                        "intermediate_dim": 3072, "max_sequence_length": 512}'
 
 For the side-by-side figure against the PyTorch reference framework see
 `benchmarks/peer_benchmark.py`.
@@ -47,6 +50,11 @@ flags.DEFINE_enum("xla", "both", ["both", "on", "off"], "Which jit_compile modes
 flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate in the timed training steps.")
 flags.DEFINE_integer("seed", 0, "Seed of the weights and the synthetic data.")
 flags.DEFINE_string("json_out", None, "Also write the results to this JSON file.")
+flags.DEFINE_string("bert_config", None, "JSON keras-hub BertBackbone arguments: the model gets a random BERT "
+                    "text backbone of that shape (MISA, Self-MM, MAG-BERT, MMIM) and token ids as text.")
+flags.DEFINE_enum("optimizer", "adam", ["adam", "protocol"], "adam: Adam at --learning_rate; protocol: the "
+                  "optimizer recipes/train.py builds from the --preset's training protocol (parameter "
+                  "groups, weight decay, clipping, gradient accumulation).")
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
                   "Keras dtype policy the model is built under (float16 adds loss scaling).")
 
@@ -68,6 +76,16 @@ def main(argv):
     if not isinstance(model_config, dict):
         raise app.UsageError(f"--model_config must be a JSON object; got {FLAGS.model_config}")
 
+    bert_config = None
+    if FLAGS.bert_config:
+        try:
+            bert_config = json.loads(FLAGS.bert_config)
+        except json.JSONDecodeError as e:
+            raise app.UsageError(f"--bert_config is not valid JSON ({e}): {FLAGS.bert_config}")
+        if not isinstance(bert_config, dict) or "vocabulary_size" not in bert_config:
+            raise app.UsageError(f"--bert_config must be a JSON object of BertBackbone arguments with "
+                                 f"vocabulary_size; got {FLAGS.bert_config}")
+
     if FLAGS.lens:
         from keras_msa.training.benchmark import parse_lens
 
@@ -79,7 +97,7 @@ def main(argv):
     from keras_msa.training.precision import precision_policy
 
     with precision_policy(FLAGS.mixed_precision):
-        result = _run(run_benchmark, model_config)
+        result = _run(run_benchmark, model_config, bert_config)
     print(format_table(result))
     print(f"(dtype policy: {FLAGS.mixed_precision})")
     result["mixed_precision"] = FLAGS.mixed_precision
@@ -91,7 +109,7 @@ def main(argv):
         print(f"\nWrote {FLAGS.json_out}")
 
 
-def _run(run_benchmark, model_config):
+def _run(run_benchmark, model_config, bert_config=None):
     from keras_msa.training.benchmark import parse_lens
 
     return run_benchmark(
@@ -112,6 +130,8 @@ def _run(run_benchmark, model_config):
         lens=parse_lens(FLAGS.lens) if FLAGS.lens else None,
         train_batch_size=FLAGS.train_batch_size,
         learning_rate=FLAGS.learning_rate,
+        bert_config=bert_config,
+        optimizer=FLAGS.optimizer,
     )
 
 

@@ -47,12 +47,26 @@ def _gpu_name():
     return details.get("device_name", gpus[0].name)
 
 
-def build_model(model, preset=None, model_config=None):
-    """An unbuilt instance of the registered model `model` (preset + overrides)."""
+def bert_text_backbone(bert_config):
+    """A `TextBackbone` around a keras-hub `BertBackbone(**bert_config)` with
+    random weights, fine-tuned (the text encoder of MISA, Self-MM, MAG-BERT
+    and MMIM at a chosen shape, for timing)."""
+    import keras_hub
+
+    from keras_msa.layers.text_backbone import TextBackbone
+
+    return TextBackbone(keras_hub.models.BertBackbone(**bert_config), fine_tune=True)
+
+
+def build_model(model, preset=None, model_config=None, bert_config=None):
+    """An unbuilt instance of the registered model `model` (preset + overrides;
+    `bert_config`: `BertBackbone` arguments of a random text backbone)."""
     from keras_msa.models import get_model_class
 
     cls = get_model_class(model)
     overrides = dict(model_config or {})
+    if bert_config:
+        overrides["text_backbone"] = bert_text_backbone(bert_config)
     if preset:
         return cls.from_preset(preset, **overrides)
     return cls(**overrides)
@@ -72,7 +86,7 @@ def parse_lens(text):
 
 
 def make_batches(batch_size=64, seq_len=50, text_dim=768, audio_dim=5, vision_dim=20,
-                 aligned=True, seed=0, lens=None):
+                 aligned=True, seed=0, lens=None, vocabulary_size=None):
     """`(x, y, x1)`: one training batch of `batch_size` synthetic samples, its
     targets, and the first sample alone (batch 1), as numpy dicts.
 
@@ -81,7 +95,15 @@ def make_batches(batch_size=64, seq_len=50, text_dim=768, audio_dim=5, vision_di
     with every step real: speed does not depend on the values, and the
     synthetic benchmark's emphasis windows need more steps than a
     time-averaged modality (length 1) has.
+
+    With `vocabulary_size` (a text backbone's), the text is token ids
+    instead of features: `text_token_ids` (`[CLS]` = 2 ... `[SEP]` = 3, the
+    rest uniform over the vocabulary past the 5 special tokens),
+    `text_padding_mask` (every token real) and `text_segment_ids` (zeros),
+    `lens[0]` tokens long, as MMSA's BERT models receive them.
     """
+    if vocabulary_size is not None and lens is None:
+        lens = (seq_len, seq_len, seq_len)
     if lens is not None:
         lens = parse_lens(",".join(str(v) for v in lens))
         rng = np.random.default_rng(seed)
@@ -90,6 +112,12 @@ def make_batches(batch_size=64, seq_len=50, text_dim=768, audio_dim=5, vision_di
                                      (text_dim, audio_dim, vision_dim)):
             x[name] = rng.standard_normal((batch_size, length, dim)).astype("float32")
             x[f"{name}_mask"] = np.ones((batch_size, length), bool)
+        if vocabulary_size is not None:
+            del x["text"], x["text_mask"]
+            ids = rng.integers(5, int(vocabulary_size), (batch_size, lens[0])).astype("int32")
+            ids[:, 0], ids[:, -1] = 2, 3
+            x.update(text_token_ids=ids, text_padding_mask=np.ones(ids.shape, bool),
+                     text_segment_ids=np.zeros(ids.shape, "int32"))
         y = {"sentiment": rng.uniform(-3, 3, (batch_size, 1)).astype("float32")}
         return x, y, {k: v[:1] for k, v in x.items()}
 
@@ -132,8 +160,13 @@ def _time_calls(fn, repeats):
 
 
 def benchmark_mode(model, preset, model_config, batches, jit_compile, steps=20, warmup=3,
-                   repeats=50, learning_rate=1e-3, seed=0):
-    """Timings and memory of one XLA mode; see the module docstring."""
+                   repeats=50, learning_rate=1e-3, seed=0, bert_config=None, optimizer="adam"):
+    """Timings and memory of one XLA mode; see the module docstring.
+
+    `optimizer`: `"adam"` (Adam at `learning_rate`) or `"protocol"` (the
+    optimizer `recipes/train.py` builds from the model's training preset
+    `preset`: its parameter groups' learning rates, weight decay, clipping
+    and gradient accumulation)."""
     import keras
     import tensorflow as tf
 
@@ -145,11 +178,15 @@ def benchmark_mode(model, preset, model_config, batches, jit_compile, steps=20, 
         tf.config.experimental.reset_memory_stats("GPU:0")
     rss_before = _peak_rss_mb()
     keras.utils.set_random_seed(seed)
-    net = build_model(model, preset, model_config)
+    net = build_model(model, preset, model_config, bert_config)
     net(x1)  # builds the weights with the data's shapes
     params = int(net.count_params())
     trainable = int(sum(np.prod(w.shape) for w in net.trainable_weights))
-    net.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
+    if getattr(net, "needs_sample_index", False):
+        # Self-MM's label memory rows of the batch (recipes/train.py adds them).
+        rows = getattr(net, "train_samples", None) or len(y["sentiment"])
+        x = dict(x, sample_index=(np.arange(len(y["sentiment"])) % rows).astype("int32"))
+    net.compile(optimizer=_optimizer(net, optimizer, preset, learning_rate), jit_compile=jit_compile)
 
     start = time.perf_counter()
     net.train_on_batch(x, y)
@@ -190,15 +227,32 @@ def benchmark_mode(model, preset, model_config, batches, jit_compile, steps=20, 
     return out
 
 
+def _optimizer(net, optimizer, preset, learning_rate):
+    import keras
+
+    if optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if optimizer != "protocol":
+        raise ValueError(f"optimizer must be 'adam' or 'protocol'; got {optimizer!r}.")
+    from keras_msa.training.protocol import make_optimizer
+    from keras_msa.training.protocol import resolve_protocol
+
+    return make_optimizer(resolve_protocol(type(net), preset), None, net.parameter_groups())
+
+
 def run_benchmark(model, preset=None, model_config=None, batch_size=64, seq_len=50,
                   xla="both", steps=20, warmup=3, repeats=50, text_dim=768, audio_dim=5,
                   vision_dim=20, aligned=True, seed=0, lens=None, train_batch_size=None,
-                  learning_rate=1e-3):
+                  learning_rate=1e-3, bert_config=None, optimizer="adam"):
     """Benchmarks `model` in the XLA modes `xla` (`"off"`, `"on"` or `"both"`).
 
     `lens=(text, audio, vision)` gives each modality its own length (see
     `make_batches`); `train_batch_size` times training on a batch of that
     size while inference throughput uses `batch_size` (default: the same).
+    `bert_config` (keras-hub `BertBackbone` arguments) gives the model a
+    random BERT text backbone of that shape and feeds it token ids (see
+    `make_batches`); `optimizer` is `"adam"` or `"protocol"` (see
+    `benchmark_mode`).
 
     Returns a JSON-ready dict: the setup (model, shapes, device, versions)
     and `modes`, `{"xla_off": {...}, "xla_on": {...}}` with the fields of
@@ -220,17 +274,20 @@ def run_benchmark(model, preset=None, model_config=None, batch_size=64, seq_len=
         if int(value) < 1:
             raise ValueError(f"{name} must be at least 1; got {value}.")
     modes = {"off": [False], "on": [True], "both": [False, True]}[xla]
+    vocab = bert_config["vocabulary_size"] if bert_config else None
     batches = make_batches(batch_size, seq_len, text_dim, audio_dim, vision_dim, aligned, seed,
-                           lens=lens)
+                           lens=lens, vocabulary_size=vocab)
     if train_batch_size and int(train_batch_size) != int(batch_size):
         x_train, y_train, _ = make_batches(int(train_batch_size), seq_len, text_dim, audio_dim,
-                                           vision_dim, aligned, seed, lens=lens)
+                                           vision_dim, aligned, seed, lens=lens, vocabulary_size=vocab)
         batches = (x_train, y_train, batches[2], batches[0])
     lens = tuple(int(v) for v in lens) if lens is not None else (seq_len, seq_len, seq_len)
     result = {
         "model": model,
         "preset": preset,
         "model_config": dict(model_config or {}),
+        "bert_config": dict(bert_config) if bert_config else None,
+        "optimizer": optimizer,
         "batch_size": int(batch_size),
         "train_batch_size": int(train_batch_size or batch_size),
         "seq_len": int(seq_len),
@@ -253,7 +310,8 @@ def run_benchmark(model, preset=None, model_config=None, batch_size=64, seq_len=
         key = "xla_on" if jit else "xla_off"
         result["modes"][key] = benchmark_mode(
             model, preset, model_config, batches, jit, steps=steps, warmup=warmup,
-            repeats=repeats, seed=seed, learning_rate=learning_rate,
+            repeats=repeats, seed=seed, learning_rate=learning_rate, bert_config=bert_config,
+            optimizer=optimizer,
         )
     first = next(iter(result["modes"].values()))
     result["params"] = first["params"]
@@ -276,6 +334,8 @@ def format_table(result):
     ]
     modes = list(result["modes"])
     shapes = ", ".join(f"{k} {v[0]}x{v[1]}" for k, v in result["shapes"].items())
+    if result.get("bert_config"):
+        shapes += f"; text: token ids into a random BERT {json.dumps(result['bert_config'])}"
     lines = [
         f"model {result['model']}"
         + (f" (preset {result['preset']})" if result["preset"] else "")
