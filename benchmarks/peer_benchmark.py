@@ -3,6 +3,8 @@
     python benchmarks/peer_benchmark.py --pair=lfdnn --peer_python=/path/to/mmsa-venv/bin/python
     python benchmarks/peer_benchmark.py --pair=eflstm --aligned --peer_python=...
     python benchmarks/peer_benchmark.py --pair=mult --lens=50,375,500 --peer_python=...
+    python benchmarks/peer_benchmark.py --pair=misa --peer_python=... \
+        --bert_config='{"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2}'
 
 Each side runs in its own process, one after the other, on the same machine,
 so each peak memory figure is that side's alone:
@@ -57,6 +59,22 @@ PAIRS = {
 PAIRS["tecafn"] = {"keras": "tecafn", "peer": "tecafn", "normalized": False, "preset": "{dataset}",
                    "peer_script": "tecafn_peer.py", "peer_label": "authors' TeCaFN", "needs_src": True}
 
+# MMSA's BERT models (`benchmarks/peer/bert_peer.py`): both sides get a BERT of
+# the same shape with random weights (`--bert_config`, default bert-base-uncased's,
+# which MMSA's configs name) and token ids as text; the keras_msa side trains
+# with the optimizer of its preset's training protocol (`--optimizer=protocol`),
+# MMSA's with its trainer's. `data_aligned`: MMSA's loader feeds the model its
+# word-aligned data, so every modality has the text's length on both sides.
+# `keras_config`: constructor arguments that make keras_msa's model read what
+# MMSA's does (MISA packs audio and vision with the text's lengths);
+# `peer_keras_config`: ones taken from the peer's settings (the label memory of
+# Self-MM has the training split's `train_samples` rows).
+_BERT = {"normalized": False, "preset": "{dataset}", "peer_script": "bert_peer.py", "bert": True}
+PAIRS["misa"] = dict(_BERT, keras="misa", peer="misa", keras_config={"av_lengths": "text"})
+PAIRS["selfmm"] = dict(_BERT, keras="selfmm", peer="self_mm", peer_keras_config={"train_samples": "train_samples"})
+PAIRS["magbert"] = dict(_BERT, keras="magbert", peer="bert_mag", data_aligned=True)
+PAIRS["mmim"] = dict(_BERT, keras="mmim", peer="mmim")
+
 FEATURE_DIMS = {"mosi": (768, 5, 20), "mosei": (768, 74, 35), "sims": (768, 33, 709)}
 ROWS = (
     ("train samples/s", "train_samples_per_s", "{:.1f}", "higher"),
@@ -64,6 +82,48 @@ ROWS = (
     ("throughput samples/s", "throughput_samples_per_s", "{:.1f}", "higher"),
     ("peak RSS MB", "peak_rss_mb", "{:.0f}", "lower"),
 )
+
+
+def bert_configs(text):
+    """`--bert_config` (JSON transformers `BertConfig` arguments over
+    bert-base-uncased's shape) -> (the peer's BertConfig arguments, the
+    matching keras-hub `BertBackbone` arguments)."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks", "peer"))
+    from bert_peer import BERT_BASE  # stdlib only: no torch in this process
+
+    try:
+        given = json.loads(text or "{}")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--bert_config is not valid JSON ({e}): {text}") from e
+    if not isinstance(given, dict):
+        raise ValueError(f"--bert_config must be a JSON object; got {text}")
+    unknown = sorted(set(given) - set(BERT_BASE))
+    if unknown:
+        raise ValueError(f"--bert_config: unknown keys {unknown}; known: {sorted(BERT_BASE)}")
+    bert = {**BERT_BASE, **given}
+    keras_bert = {
+        "vocabulary_size": bert["vocab_size"], "num_layers": bert["num_hidden_layers"],
+        "num_heads": bert["num_attention_heads"], "hidden_dim": bert["hidden_size"],
+        "intermediate_dim": bert["intermediate_size"], "max_sequence_length": bert["max_position_embeddings"],
+        "num_segments": bert["type_vocab_size"], "dropout": bert["hidden_dropout_prob"],
+    }
+    return bert, keras_bert
+
+
+def _lens(opts, pair, lens):
+    """The lengths both sides are given (MMSA's aligned data for `data_aligned`)."""
+    return (lens[0],) * 3 if opts.aligned or pair.get("data_aligned") else tuple(lens)
+
+
+def keras_model_config(opts, pair, peer_settings=None):
+    """The keras_msa constructor overrides of a pair: its `keras_config`, the
+    peer settings named by `peer_keras_config`, then `--keras_config`."""
+    config = dict(pair.get("keras_config", {}))
+    for key, setting in pair.get("peer_keras_config", {}).items():
+        if peer_settings and setting in peer_settings:
+            config[key] = peer_settings[setting]
+    config.update(json.loads(opts.keras_config) if opts.keras_config else {})
+    return config
 
 
 def _run_json(command, env=None):
@@ -91,10 +151,12 @@ def run_peer(opts, pair, lens, dims):
         command.append(f"--src={opts.src}")
     else:
         command.append(f"--model={pair['peer']}")
+    if pair.get("bert"):
+        command.append("--bert_config=" + json.dumps(bert_configs(opts.bert_config)[0]))
     return _run_json(command)
 
 
-def run_keras(opts, pair, lens, dims, xla, dtype, learning_rate):
+def run_keras(opts, pair, lens, dims, xla, dtype, learning_rate, peer_settings=None):
     keras_lens = _keras_lens(pair, lens)
     command = [
         sys.executable, os.path.join(ROOT, "recipes", "benchmark.py"),
@@ -108,8 +170,11 @@ def run_keras(opts, pair, lens, dims, xla, dtype, learning_rate):
     preset = opts.keras_preset or pair.get("preset", "").format(dataset=opts.dataset)
     if preset:
         command.append(f"--preset={preset}")
-    if opts.keras_config:
-        command.append(f"--model_config={opts.keras_config}")
+    model_config = keras_model_config(opts, pair, peer_settings)
+    if model_config:
+        command.append("--model_config=" + json.dumps(model_config))
+    if pair.get("bert"):
+        command += ["--bert_config=" + json.dumps(bert_configs(opts.bert_config)[1]), "--optimizer=protocol"]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = _run_json(command, env=env)
     mode = result["modes"][f"xla_{xla}"]
@@ -178,6 +243,10 @@ def main(argv=None):
                         help="comma list of keras dtype policies: float32,mixed_float16,mixed_bfloat16")
     parser.add_argument("--keras_preset", default=None, help="keras_msa preset of the model")
     parser.add_argument("--keras_config", default=None, help="JSON constructor overrides")
+    parser.add_argument("--bert_config", default=None,
+                        help="BERT pairs (misa, selfmm, magbert, mmim): JSON transformers BertConfig arguments "
+                             "over bert-base-uncased's shape, for both sides, e.g. "
+                             "'{\"num_hidden_layers\": 2, \"hidden_size\": 16, \"num_attention_heads\": 2}'")
     parser.add_argument("--src", default=None,
                         help="--pair=tecafn: checkout of TheShy-Dream/MSA-TeCaFN (the authors' code)")
     parser.add_argument("--seed", type=int, default=0)
@@ -202,8 +271,14 @@ def main(argv=None):
         lens = ()
     if len(lens) != 3 or min(lens) < 1:
         parser.error(f"--lens must be three positive integers text,audio,vision; got {opts.lens!r}.")
-    if opts.aligned:
-        lens = (lens[0],) * 3
+    lens = _lens(opts, pair, lens)
+    if pair.get("bert"):
+        try:
+            bert_configs(opts.bert_config)
+        except ValueError as e:
+            parser.error(str(e))
+    elif opts.bert_config:
+        parser.error(f"--bert_config is for the BERT pairs (misa, selfmm, magbert, mmim), not --pair={opts.pair}.")
     dims = FEATURE_DIMS[opts.dataset]
 
     print(f"peer: {pair.get('peer_label', 'MMSA')} {pair['peer']} ({opts.dataset} config) ...", flush=True)
@@ -215,7 +290,7 @@ def main(argv=None):
         for xla in xla_modes:
             name = f"xla_{xla}" + ("" if dtype == "float32" else f" {dtype}")
             print(f"keras_msa: {pair['keras']} {name} ...", flush=True)
-            keras_cols[name] = run_keras(opts, pair, lens, dims, xla, dtype, learning_rate)
+            keras_cols[name] = run_keras(opts, pair, lens, dims, xla, dtype, learning_rate, peer["settings"])
 
     result = {
         "pair": opts.pair,
@@ -234,6 +309,9 @@ def main(argv=None):
           + (" [audio/vision time-averaged on both sides]" if pair["normalized"] else "")
           + (" [MMSA pools audio/vision to the text length in its forward; keras_msa gets them"
              " at that length]" if pair.get("text_aligned") else "")
+          + (" [MMSA's word-aligned data]" if pair.get("data_aligned") else "")
+          + (f" [random BERT {peer['settings'].get('bert')} on both sides; keras_msa: its training"
+             " protocol's optimizer]" if pair.get("bert") else "")
           + f"; train batch {opts.train_batch}, inference batch {opts.batch_size}; "
           f"{result['machine']['cpu']}, {result['machine']['cores']} cores, {result['date']}")
     print(format_table(result, markdown=opts.markdown))
