@@ -123,3 +123,81 @@ def test_tecafn_pair_needs_the_authors_checkout_and_names_them_in_the_table(tmp_
             "throughput_samples_per_s": 4.0, "peak_rss_mb": 800.0, "params": 10}
     table = harness.format_table({"pair": "tecafn", "peer": side, "keras": {"xla_off": side}}, markdown=True)
     assert table.splitlines()[0].startswith("|  | authors' TeCaFN (PyTorch) | keras_msa xla_off |")
+
+
+TINY_BERT = {"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32,
+             "vocab_size": 40, "max_position_embeddings": 32}
+
+
+def test_bert_pairs_share_one_bert_shape_and_their_keras_config(monkeypatch):
+    harness = _load("benchmarks/peer_benchmark.py", "peer_benchmark_bert")
+    assert {"misa", "selfmm", "magbert", "mmim"} <= set(harness.PAIRS)
+    # Default: bert-base-uncased's shape (MMSA's MOSI configs' `pretrained`), on both sides.
+    peer, ours = harness.bert_configs(None)
+    assert (peer["num_hidden_layers"], peer["hidden_size"], peer["num_attention_heads"],
+            peer["intermediate_size"], peer["vocab_size"], peer["max_position_embeddings"]) == (
+        12, 768, 12, 3072, 30522, 512)
+    assert ours == {"vocabulary_size": 30522, "num_layers": 12, "num_heads": 12, "hidden_dim": 768,
+                    "intermediate_dim": 3072, "max_sequence_length": 512, "num_segments": 2, "dropout": 0.1}
+    # A partial config shrinks only what it names.
+    peer, ours = harness.bert_configs('{"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2}')
+    assert (ours["num_layers"], ours["hidden_dim"], ours["num_heads"]) == (2, 16, 2)
+    assert ours["intermediate_dim"] == peer["intermediate_size"] == 3072 and ours["vocabulary_size"] == 30522
+    for bad, match in (('{"layers": 2}', "unknown keys"), ("[2]", "JSON object"), ("{", "not valid JSON")):
+        with pytest.raises(ValueError, match=match):
+            harness.bert_configs(bad)
+
+    opts = harness.argparse.Namespace(keras_config=None, aligned=False)
+    assert harness.keras_model_config(opts, harness.PAIRS["misa"]) == {"av_lengths": "text"}
+    # Self-MM's label memory: the peer's (MMSA's) train_samples; --keras_config wins.
+    assert harness.keras_model_config(opts, harness.PAIRS["selfmm"], {"train_samples": 1284}) == {
+        "train_samples": 1284}
+    opts.keras_config = '{"train_samples": 7, "fusion_dim": 4}'
+    assert harness.keras_model_config(opts, harness.PAIRS["selfmm"], {"train_samples": 1284}) == {
+        "train_samples": 7, "fusion_dim": 4}
+    # MAG-BERT reads MMSA's word-aligned data: every modality at the text's length.
+    assert harness._lens(opts, harness.PAIRS["magbert"], (50, 375, 500)) == (50, 50, 50)
+    assert harness._lens(opts, harness.PAIRS["mmim"], (50, 375, 500)) == (50, 375, 500)
+
+
+def test_bert_config_is_refused_for_a_pair_without_bert(tmp_path):
+    fake_python = tmp_path / "python"
+    fake_python.write_text("")
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "peer_benchmark.py"),
+               f"--peer_python={fake_python}"]
+    proc = subprocess.run(command + ["--pair=lfdnn", "--bert_config={}"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "--bert_config is for the BERT pairs" in proc.stderr
+    proc = subprocess.run(command + ["--pair=misa", '--bert_config={"layers": 2}'], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 2 and "unknown keys ['layers']" in proc.stderr
+
+
+def test_keras_side_of_a_bert_pair_at_a_tiny_bert():
+    from keras_msa.training.benchmark import build_model
+    from keras_msa.training.benchmark import make_batches
+    from keras_msa.training.benchmark import run_benchmark
+
+    harness = _load("benchmarks/peer_benchmark.py", "peer_benchmark_bert_keras")
+    _, bert = harness.bert_configs(json.dumps(TINY_BERT))
+    x, y, x1 = make_batches(batch_size=3, lens=(6, 5, 4), vocabulary_size=40, seed=1)
+    assert "text" not in x and x["text_token_ids"].shape == (3, 6) and x["text_token_ids"].dtype == np.int32
+    assert (x["text_token_ids"][:, 0] == 2).all() and (x["text_token_ids"][:, -1] == 3).all()
+    assert x["text_token_ids"].min() >= 2 and x["text_token_ids"].max() < 40
+    assert x["text_padding_mask"].all() and not x["text_segment_ids"].any()
+    assert x["audio"].shape == (3, 5, 5) and x1["vision"].shape == (1, 4, 20)
+
+    # Self-MM: its label memory needs `sample_index`, its protocol accumulates 4 batches.
+    config = {"train_samples": 5}
+    result = run_benchmark("selfmm", preset="mosi", model_config=config, xla="off", batch_size=3,
+                           train_batch_size=2, steps=1, warmup=1, repeats=1, lens=(6, 5, 4),
+                           bert_config=bert, optimizer="protocol")
+    assert result["bert_config"] == bert and result["optimizer"] == "protocol"
+    mode = result["modes"]["xla_off"]
+    assert mode["train_samples_per_s"] > 0 and mode["throughput_samples_per_s"] > 0
+    net = build_model("selfmm", "mosi", config, bert)
+    net(x1)
+    assert result["params"] == net.count_params()
+    assert net.text_backbone.backbone.num_layers == 2 and net.text_backbone.backbone.hidden_dim == 16
+    with pytest.raises(ValueError, match="'adam' or 'protocol'"):
+        run_benchmark("magbert", preset="mosi", xla="off", batch_size=2, steps=1, warmup=1, repeats=1,
+                      lens=(4, 4, 4), bert_config=bert, optimizer="sgd")
