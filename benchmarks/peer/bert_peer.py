@@ -83,6 +83,22 @@ MODELS = {
 }
 
 
+#: What of each timed step is MMSA's trainer code called and what is written
+#: here after it (printed with the settings).
+STEP_NOTES = {
+    "misa": "calls the MISA trainer's criterion, get_diff_loss, get_cmd_loss, get_recon_loss; Adam over "
+            "trainable parameters, clip_grad_value_ and the update_epochs accumulation written after its do_train",
+    "self_mm": "calls the SELF_MM trainer's init_labels (once), weighted_loss, update_labels (epoch 2), "
+               "update_features, update_centers; the five-group Adam and the update_epochs accumulation written "
+               "after its do_train",
+    "mmim": "both stages per batch written after the MMIM trainer's train_mmilb and train_others at a batch "
+            "past mem_size (memory full, H in), with its criterion; optimizers as its do_train builds them, "
+            "without its Xavier re-initialisation and its per-epoch ReduceLROnPlateau; keras_msa's MMIM "
+            "takes both stages' gradients in one step (stop-gradients): one forward where MMSA runs two",
+    "bert_mag": "calls the BERT_MAG trainer's criterion; Adam(lr, weight_decay) as its do_train builds it",
+}
+
+
 def write_bert(directory, config, seed=0):
     """Writes a random BERT of `config` into `directory` in a child process."""
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from tiny_bert import make_tiny_bert; "
@@ -308,7 +324,7 @@ def main():
     settings.update(bert=json.dumps({k: bert[k] for k in ("num_hidden_layers", "hidden_size", "num_attention_heads",
                                                            "intermediate_size", "vocab_size",
                                                            "max_position_embeddings")}),
-                    deviations=deviations or None)
+                    deviations=deviations or None, train_step=STEP_NOTES[opts.model])
     result = {
         "side": "MMSA (PyTorch)",
         "model": opts.model,
