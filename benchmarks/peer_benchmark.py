@@ -179,6 +179,7 @@ def run_keras(opts, pair, lens, dims, xla, dtype, learning_rate, peer_settings=N
     result = _run_json(command, env=env)
     mode = result["modes"][f"xla_{xla}"]
     mode["params"] = result["params"]
+    mode["trainable_params"] = result["trainable_params"]
     return mode
 
 
@@ -210,6 +211,11 @@ def format_table(result, markdown=False):
         body.append(cells)
     body.append(["parameters", f"{result['peer']['params']:,}"]
                 + [f"{c['params']:,}" for _, c in cols[1:]] + [""] * (len(cols) - 1))
+    if "trainable_params" in result["peer"]:
+        # keras_msa counts non-trainable state as parameters too (Self-MM's
+        # label memory, which MMSA keeps in its trainer; a frozen unused pooler).
+        body.append(["trainable parameters", f"{result['peer']['trainable_params']:,}"]
+                    + [f"{c.get('trainable_params', 0):,}" for _, c in cols[1:]] + [""] * (len(cols) - 1))
     if markdown:
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))

@@ -332,6 +332,7 @@ def main():
         "lens": lens,
         "dims": dims,
         "params": int(params),
+        "trainable_params": int(sum(p.numel() for p in net.parameters() if p.requires_grad)),
         "settings": settings,
         "train_batch": opts.train_batch,
         "batch_size": opts.batch_size,

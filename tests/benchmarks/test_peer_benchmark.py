@@ -73,6 +73,11 @@ def test_table_ratios_and_markdown():
     md = harness.format_table(result, markdown=True).splitlines()
     assert md[0].startswith("| ") and md[1].startswith("|---|")
     assert "| train samples/s | 10.0 | 25.0 | 2.50x |" in md
+    assert not any(line.startswith("trainable") for line in text.splitlines())
+    # The BERT peers also report trainable parameters (keras_msa counts Self-MM's label memory).
+    result = {"peer": dict(side, trainable_params=1000), "keras": {"xla_off": dict(ours, trainable_params=999)}}
+    rows = {line.split("  ")[0].strip(): line for line in harness.format_table(result).splitlines()}
+    assert rows["trainable parameters"].split()[-2:] == ["1,000", "999"]
 
 
 def test_harness_refuses_a_missing_peer_python():
