@@ -88,7 +88,9 @@ def bert_configs(text):
     """`--bert_config` (JSON transformers `BertConfig` arguments over
     bert-base-uncased's shape) -> (the peer's BertConfig arguments, the
     matching keras-hub `BertBackbone` arguments)."""
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks", "peer"))
+    peer_dir = os.path.join(ROOT, "benchmarks", "peer")
+    if peer_dir not in sys.path:
+        sys.path.insert(0, peer_dir)
     from bert_peer import BERT_BASE  # stdlib only: no torch in this process
 
     try:
