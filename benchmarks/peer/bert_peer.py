@@ -325,22 +325,8 @@ def main():
                                                            "intermediate_size", "vocab_size",
                                                            "max_position_embeddings")}),
                     deviations=deviations or None, train_step=STEP_NOTES[opts.model])
-    result = {
-        "side": "MMSA (PyTorch)",
-        "model": opts.model,
-        "dataset": opts.dataset,
-        "lens": lens,
-        "dims": dims,
-        "params": int(params),
-        "trainable_params": int(sum(p.numel() for p in net.parameters() if p.requires_grad)),
-        "settings": settings,
-        "train_batch": opts.train_batch,
-        "batch_size": opts.batch_size,
-        **timings,
-        "peak_rss_mb": float(torch_peer._peak_rss_mb()),
-        "versions": {"torch": torch.__version__, "MMSA": torch_peer._mmsa_version()},
-        "threads": torch.get_num_threads(),
-    }
+    trainable = int(sum(p.numel() for p in net.parameters() if p.requires_grad))
+    result = torch_peer.mmsa_result(opts, lens, dims, params, settings, timings, trainable_params=trainable)
     torch_peer.write_result(result, opts)
 
 

@@ -251,14 +251,23 @@ def main():
 
     timings = time_model(net, train_step, lambda x: forward(x).numpy(), batch, opts)
 
-    result = {
+    settings = {k: args[k] for k in sorted(args) if k not in ("featurePath",)}
+    write_result(mmsa_result(opts, lens, dims, params, settings, timings), opts)
+
+
+def mmsa_result(opts, lens, dims, params, settings, timings, **extra):
+    """The result JSON of an MMSA peer run (`extra` keys go after `params`)."""
+    import torch
+
+    return {
         "side": "MMSA (PyTorch)",
         "model": opts.model,
         "dataset": opts.dataset,
         "lens": lens,
         "dims": dims,
         "params": int(params),
-        "settings": {k: args[k] for k in sorted(args) if k not in ("featurePath",)},
+        **extra,
+        "settings": settings,
         "train_batch": opts.train_batch,
         "batch_size": opts.batch_size,
         **timings,
@@ -267,7 +276,6 @@ def main():
                      "MMSA": _mmsa_version()},
         "threads": torch.get_num_threads(),
     }
-    write_result(result, opts)
 
 
 def _mmsa_version():
