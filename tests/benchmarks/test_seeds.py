@@ -98,3 +98,42 @@ def test_rerun_trains_only_missing_or_changed_runs(bench, monkeypatch):
     calls.clear()
     bench.main([])
     assert calls == []
+
+
+def test_variants_run_beside_their_model_with_their_overrides(bench, monkeypatch):
+    from absl import app
+
+    rng = np.random.default_rng(2)
+    sizes = {"train": 8, "valid": 4, "test": 4}
+    overrides = {"use_mmilb": False, "use_cpc": False}
+    bench.FLAGS.models = ["mmim", "mmim@no_mi"]
+    bench.FLAGS.variants = json.dumps({"no_mi": overrides})
+    calls = []
+
+    def fake_run(cmd, out_dir):
+        args = dict(a[2:].split("=", 1) for a in cmd[2:])
+        config = json.loads(args.get("model_config", "{}"))
+        calls.append((args["model"], int(args["seed"]), config, os.path.basename(os.path.dirname(out_dir))))
+        os.makedirs(out_dir, exist_ok=True)
+        expected = bench.expected_config(args["model"], "mosi", int(args["seed"]), 3, sizes, None, 0, config)
+        with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+            json.dump(_metrics(rng, expected, int(args["seed"])), f)
+
+    monkeypatch.setattr(bench, "run_one", fake_run)
+    bench.main([])
+    assert [c for c in calls if c[3] == "mmim_mosi"] == [("mmim", s, {}, "mmim_mosi") for s in SEEDS]
+    assert [c for c in calls if c[3] != "mmim_mosi"] == [("mmim", s, overrides, "mmim_mosi_no_mi") for s in SEEDS]
+    out = json.load(open(bench.FLAGS.output))
+    assert out["models"]["mmim_mosi_no_mi"]["model_config"] == overrides
+    assert out["models"]["mmim_mosi"]["model_config"] == {}
+    table = open(os.path.splitext(bench.FLAGS.output)[0] + ".md").read()
+    assert "| mmim (mosi) |" in table and "| mmim (mosi, no_mi) |" in table
+    assert 'no_mi = `{"use_mmilb": false, "use_cpc": false}`' in table
+    # A rerun with the variant's overrides changed retrains only the variant.
+    calls.clear()
+    bench.FLAGS.variants = json.dumps({"no_mi": {"use_mmilb": False}})
+    bench.main([])
+    assert [c[3] for c in calls] == ["mmim_mosi_no_mi"] * len(SEEDS)
+    bench.FLAGS.models = ["mmim@nope"]
+    with pytest.raises(app.UsageError, match="variant 'nope'"):
+        bench.main([])
