@@ -35,16 +35,31 @@ def moment_statistics(z, mask):
     return count, ops.sum(z, axis=0), ops.matmul(ops.transpose(z), z)
 
 
+#: Sigma counts as singular when its smallest eigenvalue is below this share
+#: of its largest: float32's Cholesky (inside `logdet`) fails about there.
+_CONDITION = 1e-6
+
+
 def log_det_covariance(count, total, outer):
     """`(log det Sigma, valid)` from summed moments. `valid` is False when
-    fewer than e + 1 rows make Sigma singular (MMSA's log det would then be
-    -inf and its loss NaN); the log det is 0 there, with a finite gradient."""
+    Sigma is singular (MMSA's log det would then be -inf and its loss NaN):
+    fewer than e + 1 rows, or rows that do not span the space (e.g. the same
+    row repeated: the constant representation of a modality missing from
+    every sample). The log det is 0 there, with a finite (zero) gradient:
+    the singular Sigma never reaches `logdet`, whose gradient through an
+    unselected `where` branch would otherwise be NaN."""
     e = ops.shape(total)[-1]
-    valid = count >= ops.cast(e + 1, count.dtype)
+    enough = count >= ops.cast(e + 1, count.dtype)
     n = ops.maximum(count, 1.0)
     mu = total / n
     sigma = outer / n - mu[:, None] * mu[None, :]
     eye = ops.eye(e, dtype=sigma.dtype)
+    # Whether Sigma is positive definite is a decision, not a function to
+    # differentiate: read from its eigenvalues with the gradient stopped.
+    eigenvalues = ops.eigh(ops.stop_gradient(ops.where(enough, sigma, eye)))[0]
+    largest = ops.max(eigenvalues)
+    definite = ops.logical_and(largest > 0, ops.min(eigenvalues) > _CONDITION * largest)
+    valid = ops.logical_and(enough, definite)
     sigma = ops.where(valid, sigma, eye)
     return ops.where(valid, ops.logdet(sigma), ops.zeros_like(count)), valid
 

@@ -37,3 +37,22 @@ def test_too_few_rows_give_zero_not_nan():
         h = class_entropy(pos, pos)
     assert float(h) == 0.0
     assert np.all(np.isfinite(np.asarray(tape.gradient(h, z))))
+
+
+def test_rows_that_do_not_span_give_zero_not_nan():
+    # Enough rows, but all the same (a modality missing from every sample has
+    # one constant representation): Sigma = 0, whose Cholesky fails; and
+    # rows on a line (rank 1 of 2). Neither may reach logdet.
+    for rows in (np.tile([[0.3, -0.2]], (6, 1)), np.array([[t, 2 * t] for t in np.linspace(-1, 1, 6)])):
+        z = tf.constant(rows.astype("float32"))
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            stats = moment_statistics(z, np.ones(6, bool))
+            h = class_entropy(stats, stats)
+        assert float(h) == 0.0
+        grad = np.asarray(tape.gradient(h, z))
+        assert np.all(np.isfinite(grad)) and not np.any(grad)
+    # A well-conditioned Sigma is still counted (and matches NumPy).
+    rows = np.random.default_rng(3).normal(size=(6, 2)).astype("float32")
+    stats = moment_statistics(tf.constant(rows), np.ones(6, bool))
+    np.testing.assert_allclose(float(class_entropy(stats, stats)), 0.5 * _logdet_cov(rows), rtol=1e-4)

@@ -88,6 +88,45 @@ def test_stop_gradients_route_each_term_to_its_weights(bench):
         assert any(g is not None and np.any(np.asarray(g)) for g in grads), name
 
 
+def _without(batch, rows, modalities=("audio", "vision")):
+    """`batch` with `modalities` missing (all-False mask, NaN under it) at `rows`."""
+    out = dict(batch)
+    for m in modalities:
+        mask = np.array(batch[f"{m}_mask"], bool)
+        mask[rows] = False
+        out[f"{m}_mask"] = mask
+        out[m] = np.where(mask[..., None], np.asarray(batch[m]), np.nan).astype("float32")
+    return out
+
+
+def test_missing_modalities_are_not_counted_in_the_entropy(bench):
+    batch = small_batch(bench["train"], 16)
+    for m in ("audio", "vision"):
+        batch[f"{m}_mask"] = np.ones_like(np.asarray(batch[f"{m}_mask"]), bool)
+    y = np.tile([[1.0], [-1.0]], (8, 1)).astype("float32")
+    # Rows 12-15 lack audio and vision: H must be that of rows 0-11 alone
+    # (each row's representations do not depend on the others').
+    part = _without(batch, slice(12, 16))
+    first = {k: np.asarray(v)[:12] for k, v in batch.items()}
+    entropies = []
+    for b, labels in ((part, y), (first, y[:12])):
+        model = _model()
+        entropies.append([_terms(model, b, labels)["entropy"] for _ in range(3)][-1])
+    assert entropies[0] != 0.0 and np.isfinite(entropies[0])
+    np.testing.assert_allclose(entropies[0], entropies[1], rtol=1e-5)
+    # Audio and vision missing from every sample (real MOSI text alone):
+    # the entropy has no rows, and every term and gradient stays finite.
+    model = _model()
+    empty = _without(batch, slice(None))
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            out = model(empty, training=True)
+            loss = model.compute_loss(empty, {"sentiment": y}, out, training=True)
+        assert np.isfinite(float(loss)) and float(model.loss_components["entropy"]) == 0.0
+        for w, g in zip(model.trainable_weights, tape.gradient(loss, model.trainable_weights)):
+            assert g is None or np.all(np.isfinite(np.asarray(g))), w.path
+
+
 @pytest.mark.slow
 def test_learns_and_round_trips(bench, tmp_path):
     model = _model()

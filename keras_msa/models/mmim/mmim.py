@@ -280,21 +280,27 @@ class MMIM(TextBackboneMode, MSAModel):
                 lld_estimator = lld_estimator + self.bounds[p](ops.stop_gradient(h[mx]), ops.stop_gradient(h[my]))
             losses["lld"] = -self.beta * lld_encoders
             losses["mmilb_estimator"] = -lld_estimator
-            losses["entropy"] = -self.beta * self._entropy_with_memory(h, y["sentiment"])
+            # A sample whose modality is missing (no real step) has no
+            # representation of it to count in that modality's entropy.
+            present = {m: ops.any(ops.cast(get_modality(x, m)[1], "bool"), axis=1) for m in ("audio", "vision")}
+            losses["entropy"] = -self.beta * self._entropy_with_memory(h, y["sentiment"], present)
         return losses
 
-    def _entropy_with_memory(self, h, labels):
+    def _entropy_with_memory(self, h, labels, present):
         """H over the batch and the memory, 0 before MMSA counts it; pushes
-        the batch's moments into the memory."""
+        the batch's moments into the memory. `present[m]` `[B]`: the rows
+        whose modality m has a real step (only they are counted)."""
         labels = ops.reshape(ops.cast(labels, "float32"), (-1,))
-        classes = {"pos": labels > 0, "neg": labels < 0}
         fresh = ops.not_equal(self.epoch, self.memory_epoch)
         step = ops.where(fresh, 0.0, self.memory_step)
         slot = ops.cast(ops.arange(self.mem_size), "float32") == ops.mod(step, float(self.mem_size))
         total_h = 0.0
         updates = []
         for p in self.pairs:
-            zp = self.bounds[p].entropy_projection(h[PAIRS[p][1]])
+            target = PAIRS[p][1]
+            zp = self.bounds[p].entropy_projection(h[target])
+            classes = {"pos": ops.logical_and(labels > 0, present[target]),
+                       "neg": ops.logical_and(labels < 0, present[target])}
             stats = {}
             for c, mask in classes.items():
                 current = moment_statistics(zp, mask)
