@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_msa.utils.masks import attention_mask as padding_attention_mask
 from keras_msa.utils.masks import masked_softmax
+from keras_msa.utils.masks import softmax
 
 
 @keras.saving.register_keras_serializable(package="keras_msa")
@@ -150,10 +151,10 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
             pattern = ops.cast(attention_mask, "bool")[:, None, :, :]
             allowed = pattern if allowed is None else ops.logical_and(allowed, pattern)
         if allowed is None:
-            weights = ops.softmax(scores, axis=-1)
+            weights = softmax(scores, axis=-1)
         else:
             bias = ops.where(allowed, ops.zeros((), "float32"), ops.full((), -1e9, "float32"))
-            weights = ops.softmax(scores + bias, axis=-1)
+            weights = softmax(scores + bias, axis=-1)
         dropped = self.dropout_layer(weights, training=training)
         attended = ops.einsum("bhqt,bthk->bqhk", ops.cast(dropped, v.dtype), v)
         if allowed is not None:

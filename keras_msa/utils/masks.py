@@ -101,6 +101,16 @@ def attention_mask(query_mask, key_mask):
     return ops.logical_and(qm, km)
 
 
+def softmax(scores, axis=-1):
+    """`ops.softmax`, except over an axis of static size 1 (one key: a
+    modality stored as a single step), where it is exactly 1 with no
+    gradient; Keras warns about such softmaxes as likely mistakes, which here
+    they are not."""
+    if scores.shape[axis] == 1:
+        return ops.ones_like(scores)
+    return ops.softmax(scores, axis=axis)
+
+
 def masked_softmax(scores, mask=None, axis=-1):
     """Softmax of `scores` over `axis` ignoring positions where `mask` is False.
 
@@ -108,11 +118,11 @@ def masked_softmax(scores, mask=None, axis=-1):
     all-padding modality contributes nothing.
     """
     if mask is None:
-        return ops.softmax(scores, axis=axis)
+        return softmax(scores, axis=axis)
     mask = ops.cast(mask, "bool")
     neg = ops.full_like(scores, -1e9) if scores.dtype == "float32" else ops.full_like(scores, -3e4)
     logits = ops.where(mask, scores, neg)
-    weights = ops.softmax(logits, axis=axis)
+    weights = softmax(logits, axis=axis)
     weights = ops.where(mask, weights, ops.zeros_like(weights))
     # Renormalise only where something is valid; all-masked rows stay zero.
     denom = ops.sum(weights, axis=axis, keepdims=True)

@@ -41,6 +41,25 @@ def test_padding_changes_nothing_where_mmsa_would_read_it():
     assert abs(float(np.asarray(model(unmasked)["sentiment"])[0, 0]) - float(want[0])) > 1e-3
 
 
+def test_a_missing_modality_shorter_than_its_kernel_reads_as_missing():
+    # Real MOSI text alone stores audio and vision as 1 masked step, shorter
+    # than MMSA's MOSI kernels (5): the 'valid' Conv1D had no output step and
+    # failed. Whatever its stored length, a missing modality is the same.
+    rng = np.random.default_rng(1)
+    model = _model(conv_kernel_sizes={"text": 3, "audio": 5, "vision": 4})
+    text = rng.normal(size=(2, 6, 16)).astype("float32")
+    outputs = []
+    for steps, fill in ((1, np.nan), (2, np.inf), (9, -np.inf)):
+        batch = {"text": text, "text_mask": np.ones((2, 6), bool)}
+        for m, d in (("audio", 5), ("vision", 6)):
+            batch[m] = np.full((2, steps, d), fill, "float32")
+            batch[f"{m}_mask"] = np.zeros((2, steps), bool)
+        outputs.append(np.asarray(model(batch)["sentiment"]))
+    assert np.all(np.isfinite(outputs[0]))
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-6)
+    np.testing.assert_allclose(outputs[2], outputs[0], atol=1e-6)
+
+
 def test_presets_protocol_ablation_and_config():
     assert get_model_class("mult") is MulT
     mosei = MulT.from_preset("mosei")

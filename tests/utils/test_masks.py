@@ -178,3 +178,22 @@ def test_masked_rnn_without_mask_and_bad_layers():
     np.testing.assert_allclose(np.asarray(masked_rnn(rnn, x)), np.asarray(rnn(x)), atol=1e-6)
     with pytest.raises(ValueError, match="return_state"):
         masked_rnn(keras.layers.LSTM(2, return_state=True), x, np.ones((5, 6), bool))
+
+
+def test_softmax_over_one_key_is_one_without_a_warning():
+    import warnings
+
+    from keras_msa.utils.masks import softmax
+
+    scores = tf.constant(np.array([[[0.3], [-2.0]]], "float32"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with tf.GradientTape() as tape:
+            tape.watch(scores)
+            out = softmax(scores)
+            masked = masked_softmax(scores, np.array([[[True], [False]]]))
+    np.testing.assert_array_equal(np.asarray(out), np.ones((1, 2, 1)))
+    np.testing.assert_array_equal(np.asarray(masked), [[[1.0], [0.0]]])
+    assert tape.gradient(out, scores) is None or not np.any(np.asarray(tape.gradient(out, scores)))
+    wide = np.random.default_rng(0).normal(size=(2, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(softmax(wide)), np.exp(wide) / np.exp(wide).sum(-1, keepdims=True), rtol=1e-6)

@@ -20,6 +20,21 @@ def valid_conv_mask(mask, kernel_size):
     return ops.all(ops.stack(window, axis=-1), axis=-1)
 
 
+def pad_to_kernel(x, mask, kernel_size):
+    """`x` `[B, T, D]` and `mask` `[B, T]` right-padded (zeros, mask False)
+    to at least `kernel_size` steps, so that a 'valid' Conv1D has an output
+    step to give (masked: it reads padding). A modality stored shorter than
+    the kernel, e.g. a missing one kept as 1 masked step, then reads as
+    missing instead of failing; longer inputs are returned as they are."""
+    steps = x.shape[1]
+    if kernel_size == 1 or (steps is not None and steps >= kernel_size):
+        return x, mask
+    extra = kernel_size - steps if steps is not None else ops.maximum(kernel_size - ops.shape(x)[1], 0)
+    x = ops.pad(x, [[0, 0], [0, extra], [0, 0]])
+    mask = ops.pad(ops.cast(mask, "bool"), [[0, 0], [0, extra]], constant_values=False)
+    return x, mask
+
+
 def _per_modality(value, what):
     if isinstance(value, dict):
         unknown = set(value) - set(MODALITIES)
@@ -253,6 +268,7 @@ class MulT(MSAModel):
                 x = self.text_drop(x, training=training)
             # As MMSA: a modality already at width d is used as it is.
             if x.shape[-1] != self.hidden_dim:
+                x, mask = pad_to_kernel(x, mask, self.conv_kernel_sizes[m])
                 x = self.projections[m](x)
                 mask = valid_conv_mask(mask, self.conv_kernel_sizes[m])
             streams[m] = (x, mask)
