@@ -103,11 +103,13 @@ def attention_mask(query_mask, key_mask):
 
 def softmax(scores, axis=-1):
     """`ops.softmax`, except over an axis of static size 1 (one key: a
-    modality stored as a single step), where it is exactly 1 with no
-    gradient; Keras warns about such softmaxes as likely mistakes, which here
-    they are not."""
+    modality stored as a single step), where it is computed as 1 + 0 * x:
+    the same value (NaN for NaN, as softmax) and the same zero gradient,
+    still connected, so the weights behind the scores keep a gradient and
+    optimizers do not warn about missing ones. Keras warns about such
+    softmaxes as likely mistakes, which here they are not."""
     if scores.shape[axis] == 1:
-        return ops.ones_like(scores)
+        return ops.ones_like(scores) + ops.zeros_like(scores) * scores
     return ops.softmax(scores, axis=axis)
 
 
