@@ -190,7 +190,8 @@ def markdown_table(collected, seeds, caption):
         epochs = f"{min(s['epochs_run'])}–{max(s['epochs_run'])}" if min(s["epochs_run"]) != max(s["epochs_run"]) \
             else str(s["epochs_run"][0])
         best_epochs = sorted(b for b in s["best_epoch"] if b is not None)
-        shown_best = f" ({best_epochs[0]}–{best_epochs[-1]})" if best_epochs else ""
+        shown_best = ("" if not best_epochs else f" ({best_epochs[0]})" if best_epochs[0] == best_epochs[-1]
+                      else f" ({best_epochs[0]}–{best_epochs[-1]})")
         params = f"{s['params']:,}" if s["params"] is not None else "n/a"
         partial = f", {len(runs)} of {len(seeds)} seeds" if len(runs) < len(seeds) else ""
         shown_variant = f", {variant}" if variant else ""
@@ -211,8 +212,11 @@ def caption(seeds, epochs, sizes, options, synthetic_seed, machine, command):
               "protocols' own budgets do not fit the CPU time)" if epochs else "each protocol's own epoch budget")
     data = (f"synthetic benchmark seed {synthetic_seed}, splits {json.dumps(sizes) if sizes else 'default'}"
             + (f", options `{json.dumps(options)}`" if options else ""))
-    return (f"Test split, {len(seeds)} seeds ({', '.join(str(s) for s in seeds)}): mean ± std "
-            f"[95% Student-t interval of the mean, n={len(seeds)}]; {data}; {budget}; best validation epoch "
+    # One seed has no spread to show: say so rather than promise a mean ± std and an interval.
+    runs = (f"one seed ({seeds[0]}), one run per model" if len(seeds) == 1 else
+            f"{len(seeds)} seeds ({', '.join(str(s) for s in seeds)}): mean ± std "
+            f"[95% Student-t interval of the mean, n={len(seeds)}]")
+    return (f"Test split, {runs}; {data}; {budget}; best validation epoch "
             f"restored. Measured {datetime.date.today().isoformat()} on {machine}. Regenerate: `{command}`.")
 
 

@@ -58,13 +58,18 @@ def bert_text_backbone(bert_config):
     return TextBackbone(keras_hub.models.BertBackbone(**bert_config), fine_tune=True)
 
 
-def build_model(model, preset=None, model_config=None, bert_config=None):
+def build_model(model, preset=None, model_config=None, bert_config=None, train_samples=None):
     """An unbuilt instance of the registered model `model` (preset + overrides;
-    `bert_config`: `BertBackbone` arguments of a random text backbone)."""
+    `bert_config`: `BertBackbone` arguments of a random text backbone).
+    `train_samples`: the rows of a per-sample label memory (Self-MM), unless
+    `model_config` sets them; `recipes/train.py` passes the training split's
+    size, a benchmark the rows it trains on."""
     from keras_msa.models import get_model_class
 
     cls = get_model_class(model)
     overrides = dict(model_config or {})
+    if getattr(cls, "needs_sample_index", False) and train_samples and "train_samples" not in overrides:
+        overrides["train_samples"] = int(train_samples)
     if bert_config:
         overrides["text_backbone"] = bert_text_backbone(bert_config)
     if preset:
@@ -178,7 +183,7 @@ def benchmark_mode(model, preset, model_config, batches, jit_compile, steps=20, 
         tf.config.experimental.reset_memory_stats("GPU:0")
     rss_before = _peak_rss_mb()
     keras.utils.set_random_seed(seed)
-    net = build_model(model, preset, model_config, bert_config)
+    net = build_model(model, preset, model_config, bert_config, train_samples=len(y["sentiment"]))
     net(x1)  # builds the weights with the data's shapes
     params = int(net.count_params())
     trainable = int(sum(np.prod(w.shape) for w in net.trainable_weights))

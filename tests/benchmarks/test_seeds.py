@@ -137,3 +137,18 @@ def test_variants_run_beside_their_model_with_their_overrides(bench, monkeypatch
     bench.FLAGS.models = ["mmim@nope"]
     with pytest.raises(app.UsageError, match="variant 'nope'"):
         bench.main([])
+
+
+def test_one_seed_claims_no_spread(bench):
+    caption = bench.caption([1111], 30, None, None, 0, "a machine", "cmd")
+    assert "one seed (1111), one run per model" in caption
+    assert "Student-t" not in caption and "mean ± std" not in caption
+    five = bench.caption(SEEDS, 30, None, None, 0, "a machine", "cmd")
+    assert "5 seeds (1111, 1112, 1113, 1114, 1115): mean ± std [95% Student-t interval of the mean, n=5]" in five
+
+
+def test_best_epoch_is_one_number_when_the_seeds_agree(bench):
+    rng = np.random.default_rng(3)
+    runs = [_metrics(rng, {}, 1111)]
+    table = bench.markdown_table([("lfdnn", "mosi", None, runs)], [1111], "caption")
+    assert "| 3 (2) | 123 |" in table and "(2–2)" not in table

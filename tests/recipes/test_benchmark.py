@@ -80,3 +80,13 @@ def test_recipe_writes_json_for_both_modes(tmp_path):
     _check_mode(result["modes"]["xla_on"], True)
     # Same seed, same architecture: both modes build the same parameters.
     assert result["modes"]["xla_on"]["params"] == result["modes"]["xla_off"]["params"] > 0
+
+
+def test_self_mm_gets_a_label_memory_of_the_timed_batch():
+    # Self-MM trains with a per-sample label memory; the benchmark must size it
+    # (recipes/train.py does from the split) instead of failing in compute_loss.
+    result = run_benchmark("selfmm", model_config={"fusion_dim": 8}, xla="off", **TINY)
+    _check_mode(result["modes"]["xla_off"], False)
+    explicit = run_benchmark("selfmm", model_config={"fusion_dim": 8, "train_samples": 9},
+                             xla="off", **TINY)
+    assert explicit["model_config"]["train_samples"] == 9
