@@ -335,3 +335,21 @@ def test_trains_through_the_recipe_runner(tmp_path):
     assert os.path.exists(tmp_path / "run" / "model.keras")
     with open(tmp_path / "run" / "metrics.json") as f:
         assert "test" in json.load(f)
+
+
+def test_emotions_without_a_sentiment_target_train_without_a_missing_gradient_warning(bench):
+    import warnings
+
+    batch = {k: np.asarray(v)[:8] for k, v in bench["train"].inputs.items()}
+    model = make(task="emotions", hidden_dim=8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    emotions = {"emotions": np.random.default_rng(0).integers(0, 2, (8, 4)).astype("float32")}
+    head_before = np.asarray(model(batch)["sentiment"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.train_on_batch(batch, emotions)
+    # The sentiment head has no target: its (zero) gradient leaves it unchanged.
+    kernel = np.array(model.sentiment_head.kernel)
+    model.train_on_batch(batch, emotions)
+    np.testing.assert_array_equal(np.asarray(model.sentiment_head.kernel), kernel)
+    assert head_before.shape == (8, 1)

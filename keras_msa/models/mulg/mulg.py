@@ -291,6 +291,11 @@ class MulG(MSAModel):
         loss = ops.mean(ce)
         if "sentiment" in y:
             loss = loss + regression_loss(self.task_loss, y["sentiment"], y_pred["sentiment"])
+        else:
+            # IEMOCAP has no sentiment target: the sentiment head stays untrained, but
+            # its gradient must be an explicit zero, not None, or every optimizer step
+            # warns that the head's variables have no gradient.
+            loss = loss + 0.0 * ops.sum(ops.cast(y_pred["sentiment"], "float32"))
         return loss
 
     def get_config(self):
