@@ -41,6 +41,21 @@ def get_model_class(name):
     return _MODEL_REGISTRY[key]
 
 
+def build_registered_model(name, preset=None, overrides=None, train_samples=None):
+    """An unbuilt instance of the model registered under `name`: its `preset`
+    (if any) with the constructor `overrides`. `train_samples` sizes the
+    per-sample memory of a model that has one (`needs_sample_index`, e.g.
+    Self-MM's label memory) unless `overrides` sets it; the recipes pass the
+    training split's size, a benchmark the rows it trains on."""
+    cls = get_model_class(name)
+    overrides = dict(overrides or {})
+    if getattr(cls, "needs_sample_index", False) and train_samples and "train_samples" not in overrides:
+        overrides["train_samples"] = int(train_samples)
+    if preset:
+        return cls.from_preset(preset, **overrides)
+    return cls(**overrides)
+
+
 def available_models():
     return sorted(_MODEL_REGISTRY)
 

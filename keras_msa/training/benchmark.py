@@ -60,21 +60,14 @@ def bert_text_backbone(bert_config):
 
 def build_model(model, preset=None, model_config=None, bert_config=None, train_samples=None):
     """An unbuilt instance of the registered model `model` (preset + overrides;
-    `bert_config`: `BertBackbone` arguments of a random text backbone).
-    `train_samples`: the rows of a per-sample label memory (Self-MM), unless
-    `model_config` sets them; `recipes/train.py` passes the training split's
-    size, a benchmark the rows it trains on."""
-    from keras_msa.models import get_model_class
+    `bert_config`: `BertBackbone` arguments of a random text backbone;
+    `train_samples`: see `keras_msa.models.base.build_registered_model`)."""
+    from keras_msa.models.base import build_registered_model
 
-    cls = get_model_class(model)
     overrides = dict(model_config or {})
-    if getattr(cls, "needs_sample_index", False) and train_samples and "train_samples" not in overrides:
-        overrides["train_samples"] = int(train_samples)
     if bert_config:
         overrides["text_backbone"] = bert_text_backbone(bert_config)
-    if preset:
-        return cls.from_preset(preset, **overrides)
-    return cls(**overrides)
+    return build_registered_model(model, preset, overrides, train_samples)
 
 
 def parse_lens(text):

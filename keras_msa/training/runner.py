@@ -375,15 +375,9 @@ def build_model(config, train_samples=None):
     before any validation carve, so every `sample_index` has a row) sizes
     the per-sample memory of a model that has one, unless the model config
     sets it."""
-    from keras_msa.models import get_model_class
+    from keras_msa.models.base import build_registered_model
 
-    cls = get_model_class(config.model)
-    overrides = dict(config.model_config or {})
-    if getattr(cls, "needs_sample_index", False) and train_samples and "train_samples" not in overrides:
-        overrides["train_samples"] = int(train_samples)
-    if config.preset:
-        return cls.from_preset(config.preset, **overrides)
-    return cls(**overrides)
+    return build_registered_model(config.model, config.preset, config.model_config, train_samples)
 
 
 def resolve_run_protocol(config):
