@@ -115,7 +115,16 @@ def finished(path, expected):
     with open(path) as f:
         results = json.load(f)
     config = results.get("config", {})
-    return results if all(config.get(k) == v for k, v in expected.items()) else None
+
+    def matches(key, value):
+        if key == "epochs" and value is None:
+            # No --epochs: the run had its protocol's own budget, which
+            # metrics.json records as a number (not given by a flag).
+            recorded = results.get("protocol", {}).get("epochs")
+            return isinstance(recorded, dict) and recorded.get("source") != "flag"
+        return config.get(key) == value
+
+    return results if all(matches(k, v) for k, v in expected.items()) else None
 
 
 def train_command(name, preset, seed, out_dir, epochs, sizes, options, synthetic_seed, model_config=None):

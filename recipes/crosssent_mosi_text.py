@@ -55,6 +55,12 @@ flags.DEFINE_enum(
     "Model fine-tuned with the backbone (text only: GMRA off for CrossSent, modalities=['text'] otherwise).",
 )
 flags.DEFINE_integer("seed", 1111, "Seed.")
+flags.DEFINE_list(
+    "seeds", None, "Several seeds (e.g. 1111,1112,1113,1114,1115): one fine-tuning each under "
+    "<output_dir>/seed_<s>, then summary.json and summary.md with the test mean, std and 95% Student-t "
+    "interval over them. A seed whose results.json records the same settings is read back, so an "
+    "interrupted grid resumes. Replaces --seed.",
+)
 flags.DEFINE_bool("skip_crosssent", False, "Only run the ridge probe.")
 flags.DEFINE_bool("skip_ridge", False, "Only fine-tune (no ridge probe).")
 flags.DEFINE_float(
@@ -187,7 +193,7 @@ def ridge_probe(data, preset, sequence_length):
     }
 
 
-def fine_tune_crosssent(data, preset, output_dir):
+def fine_tune_crosssent(data, preset, output_dir, seed):
     import keras
     import numpy as np
     import tensorflow as tf
@@ -198,7 +204,7 @@ def fine_tune_crosssent(data, preset, output_dir):
     from keras_msa.training.callbacks import ValidationMetrics
     from keras_msa.training.protocol import GroupedAdamW
 
-    keras.utils.set_random_seed(FLAGS.seed)
+    keras.utils.set_random_seed(seed)
     overrides = json.loads(FLAGS.model_config)
     if FLAGS.model == "crosssent":
         overrides.setdefault("use_gmra", False)
@@ -218,7 +224,7 @@ def fine_tune_crosssent(data, preset, output_dir):
             ({"text_raw": list(sentences)}, {"sentiment": y[:, None]})
         )
         if shuffle:
-            ds = ds.shuffle(len(y), seed=FLAGS.seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
         return ds.batch(FLAGS.batch_size if shuffle else 128).prefetch(tf.data.AUTOTUNE)
 
     def evaluate(m, ds):
@@ -284,26 +290,86 @@ def main(argv):
         results["ridge_probe"] = ridge_probe(data, preset, FLAGS.sequence_length)
         results["ridge_probe"]["seconds"] = round(time.time() - start, 1)
         print("ridge probe (frozen MiniLM, mean-pooled):", json.dumps(results["ridge_probe"]["test"]))
-    if not FLAGS.skip_crosssent:
-        results["crosssent"] = fine_tune_crosssent(data, preset, FLAGS.output_dir)
-        results["crosssent"]["model"] = FLAGS.model
-        results["crosssent"]["flags"] = {
-            "epochs": FLAGS.epochs,
-            "batch_size": FLAGS.batch_size,
-            "learning_rate": FLAGS.learning_rate,
-            "head_learning_rate": FLAGS.head_learning_rate,
-            "seed": FLAGS.seed,
-        }
-        print(f"{FLAGS.model} (fine-tuned MiniLM):", json.dumps(results["crosssent"]["test"]))
+    if not FLAGS.skip_crosssent and FLAGS.seeds:
+        results["seeds"] = run_seeds(data, preset, [int(x) for x in FLAGS.seeds])
+    elif not FLAGS.skip_crosssent:
+        results["crosssent"] = fine_tune(data, preset, FLAGS.output_dir, FLAGS.seed)
         keys = ("mae", "acc2_has0", "acc2_non0")
         print("\n| test | " + " | ".join(keys) + " |")
         for name, key in (("ridge probe", "ridge_probe"), ("CrossSent", "crosssent")):
             if key in results:
                 r = results[key]["test"]
                 print(f"| {name} | " + " | ".join(f"{r[k]:.4f}" for k in keys if k in r) + " |")
-    with open(os.path.join(FLAGS.output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, default=float)
+    write_json(os.path.join(FLAGS.output_dir, "results.json"), results)
     print(f"Wrote {os.path.join(FLAGS.output_dir, 'results.json')}")
+
+
+def write_json(path, obj):
+    from keras_msa.utils.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2, default=float))
+
+
+def run_settings(seed):
+    """What a seed's run depends on besides the data: a results.json that
+    records the same is that run, finished."""
+    return {
+        "model": FLAGS.model,
+        "epochs": FLAGS.epochs,
+        "batch_size": FLAGS.batch_size,
+        "learning_rate": FLAGS.learning_rate,
+        "head_learning_rate": FLAGS.head_learning_rate,
+        "pooling": FLAGS.pooling,
+        "model_config": json.loads(FLAGS.model_config),
+        "sequence_length": FLAGS.sequence_length,
+        "data": FLAGS.data or FLAGS.csd_dir,
+        "seed": seed,
+    }
+
+
+def fine_tune(data, preset, output_dir, seed):
+    os.makedirs(output_dir, exist_ok=True)
+    out = fine_tune_crosssent(data, preset, output_dir, seed)
+    out["model"] = FLAGS.model
+    out["seed"] = seed
+    out["flags"] = run_settings(seed)
+    print(f"{FLAGS.model} (fine-tuned, seed {seed}):", json.dumps(out["test"]))
+    return out
+
+
+def run_seeds(data, preset, seeds):
+    """One fine-tuning per seed (finished ones read back), then their test
+    statistics in summary.json / summary.md."""
+    from keras_msa.training.statistics import markdown_table
+    from keras_msa.training.statistics import summarize_runs
+
+    runs = []
+    for i, seed in enumerate(seeds):
+        seed_dir = os.path.join(FLAGS.output_dir, f"seed_{seed}")
+        path = os.path.join(seed_dir, "results.json")
+        previous = None
+        if os.path.exists(path):
+            with open(path) as f:
+                previous = json.load(f)
+        if previous is not None and previous.get("flags") == run_settings(seed):
+            print(f"seed {seed} ({i + 1}/{len(seeds)}): read back from {path}")
+            run = previous
+        else:
+            print(f"seed {seed} ({i + 1}/{len(seeds)}): fine-tuning {FLAGS.model} for {FLAGS.epochs} epochs")
+            run = fine_tune(data, preset, seed_dir, seed)
+            write_json(path, run)
+        runs.append(run)
+    summary = summarize_runs(runs, splits=("valid", "test"))
+    summary["settings"] = {k: v for k, v in run_settings(None).items() if k != "seed"}
+    summary["best_epoch"] = [r.get("best_epoch") for r in runs]
+    summary["train_seconds"] = [r.get("train_seconds") for r in runs]
+    write_json(os.path.join(FLAGS.output_dir, "summary.json"), summary)
+    table = markdown_table(summary, split="test", title=f"{FLAGS.model}, fine-tuned, real CMU-MOSI text")
+    from keras_msa.utils.files import atomic_write_text
+
+    atomic_write_text(os.path.join(FLAGS.output_dir, "summary.md"), table)
+    print(table)
+    return summary
 
 
 if __name__ == "__main__":

@@ -152,3 +152,40 @@ def test_best_epoch_is_one_number_when_the_seeds_agree(bench):
     runs = [_metrics(rng, {}, 1111)]
     table = bench.markdown_table([("lfdnn", "mosi", None, runs)], [1111], "caption")
     assert "| 3 (2) | 123 |" in table and "(2–2)" not in table
+
+
+def test_without_epochs_a_run_with_its_protocols_budget_counts_as_finished(bench, monkeypatch):
+    # No --epochs: train.py runs the protocol's own budget and records it as a
+    # number in "config" and, with its source, in "protocol". Such a run is
+    # finished; one whose epochs came from a flag is not.
+    rng = np.random.default_rng(3)
+    sizes = {"train": 8, "valid": 4, "test": 4}
+    bench.FLAGS.epochs = None
+    bench.FLAGS.models = ["lfdnn"]
+    expected = bench.expected_config("lfdnn", "mosi", 1111, None, sizes, None, 0)
+    run = _metrics(rng, dict(expected, epochs=30), 1111)
+    _write(bench, "lfdnn", "mosi", 1111, dict(run, protocol={"epochs": {"value": 30, "source": "our choice"}}))
+    path = bench.run_dir(bench.FLAGS.runs_dir, "lfdnn", "mosi", 1111)
+    assert bench.finished(path, expected)["seed"] == 1111
+    _write(bench, "lfdnn", "mosi", 1111, dict(run, protocol={"epochs": {"value": 30, "source": "flag"}}))
+    assert bench.finished(path, expected) is None
+
+    calls = []
+
+    def fake_run(cmd, out_dir):
+        args = dict(a[2:].split("=", 1) for a in cmd[2:])
+        assert "epochs" not in args
+        calls.append(int(args["seed"]))
+        seed = int(args["seed"])
+        _write(bench, "lfdnn", "mosi", seed,
+               dict(_metrics(rng, dict(bench.expected_config("lfdnn", "mosi", seed, None, sizes, None, 0), epochs=30),
+                             seed), protocol={"epochs": {"value": 30, "source": "our choice"}}))
+
+    monkeypatch.setattr(bench, "run_one", fake_run)
+    bench.main([])
+    assert calls == SEEDS
+    out = json.load(open(bench.FLAGS.output))
+    assert out["finished_runs"] == out["total_runs"] == 5
+    calls.clear()
+    bench.main([])
+    assert calls == []
