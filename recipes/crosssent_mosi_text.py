@@ -21,6 +21,15 @@ the two CMU-MultimodalSDK files under `--csd_dir` (words whose time span's
 midpoint lies inside an opinion segment form that segment's sentence; `sp`
 silence tokens dropped). Prints and writes `results.json` with test MAE,
 Corr, Acc-2 (has-zero and non-zero), F1 and Acc-7 of both.
+
+`--seeds=1111,1112,1113,1114,1115` fine-tunes once per seed (each in
+`<output_dir>/seed_<s>`, a finished seed read back when rerun) and writes the
+test mean, standard deviation and 95% Student-t interval over the seeds to
+`summary.json` and `summary.md`:
+
+    python recipes/crosssent_mosi_text.py --model=tecafn --data=data/mosi_words --skip_ridge \
+        --learning_rate=5e-5 --head_learning_rate=1e-3 --seeds=1111,1112,1113,1114,1115 \
+        --output_dir=runs/mosi5/tecafn
 """
 
 import json
