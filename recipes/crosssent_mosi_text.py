@@ -351,6 +351,7 @@ def run_seeds(data, preset, seeds):
     statistics in summary.json / summary.md."""
     from keras_msa.training.statistics import markdown_table
     from keras_msa.training.statistics import summarize_runs
+    from keras_msa.utils.files import atomic_write_text
 
     runs = []
     for i, seed in enumerate(seeds):
@@ -374,8 +375,6 @@ def run_seeds(data, preset, seeds):
     summary["train_seconds"] = [r.get("train_seconds") for r in runs]
     write_json(os.path.join(FLAGS.output_dir, "summary.json"), summary)
     table = markdown_table(summary, split="test", title=f"{FLAGS.model}, fine-tuned, real CMU-MOSI text")
-    from keras_msa.utils.files import atomic_write_text
-
     atomic_write_text(os.path.join(FLAGS.output_dir, "summary.md"), table)
     print(table)
     return summary
